@@ -1,0 +1,143 @@
+"""Shared machinery for the package's modules: argument binding, boundary checks, shapes."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from ._validation import as_model_input, check_finite, check_sample_shape, module_device_dtype
+
+__all__ = ["CheckedModule", "call_unchecked", "bind_arguments", "leading_linear_in",
+           "trailing_linear_out", "as_int_list", "as_activation_list", "as_sample_shape"]
+
+
+def call_unchecked(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """Call ``module`` (hooks included) without the public-boundary checks."""
+    return nn.Module.__call__(module, *args, **kwargs)
+
+
+class CheckedModule(nn.Module):
+    """A module whose public call validates its first argument once.
+
+    Calling the module checks the input (kind, dtype, feature shape, finite values) and
+    converts it to the module's device and dtype; the library's own inner calls go
+    through :func:`call_unchecked` and skip the checks.
+    """
+
+    #: Per-sample shape of the first argument, or ``None`` when it cannot be known.
+    input_shape: tuple[int, ...] | None = None
+    _input_name = "x"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if args:
+            args = (self._check_input(args[0]),) + tuple(args[1:])
+        return super().__call__(*args, **kwargs)
+
+    #: Submodule fields that define the module (its field constructor's arguments).
+    _config_fields: tuple[str, ...] = ()
+
+    def config(self) -> dict[str, Any]:
+        """JSON description from which :func:`~autoencoder_toolkit.serialization.module_from_config`
+        rebuilds this architecture (through the field constructor)."""
+        from .serialization import model_config
+
+        meta = tuple(a for a in ("input_shape", "output_shape", "latent_dim") if a in self.__dict__)
+        return model_config(self, self._config_fields, meta)
+
+    def _check_input(self, x: Any, name: str | None = None) -> torch.Tensor:
+        name = name or self._input_name
+        device, dtype = module_device_dtype(self)
+        t = as_model_input(x, name, device, dtype)
+        check_sample_shape(t, name, self.input_shape)
+        check_finite(t, name)
+        return t
+
+
+def bind_arguments(cls_name: str, args: tuple, kwargs: dict, names: Sequence[str],
+                   required: int) -> dict[str, Any]:
+    """Bind positional and keyword arguments to ``names`` (the first ``required`` needed)."""
+    if len(args) > len(names):
+        raise TypeError(f"{cls_name}: expected at most {len(names)} positional arguments "
+                        f"({', '.join(names)}), got {len(args)}")
+    bound = dict(zip(names, args))
+    for k, v in kwargs.items():
+        if k not in names:
+            raise TypeError(f"{cls_name}: unexpected keyword argument {k!r}; accepted: {', '.join(names)}")
+        if k in bound:
+            raise TypeError(f"{cls_name}: argument {k!r} given twice")
+        bound[k] = v
+    missing = [n for n in names[:required] if n not in bound]
+    if missing:
+        raise TypeError(f"{cls_name}: missing argument(s) {', '.join(missing)}")
+    return bound
+
+
+def _first_leaf(module: nn.Module) -> nn.Module:
+    for m in module.modules():
+        if not list(m.children()):
+            return m
+    return module
+
+
+def leading_linear_in(module: nn.Module) -> int | None:
+    """Input features of ``module`` when its first leaf layer is a Linear/Dense layer."""
+    leaf = _first_leaf(module)
+    return leaf.in_features if isinstance(leaf, nn.Linear) else None
+
+
+def trailing_linear_out(module: nn.Module) -> int | None:
+    """Output features of ``module`` when its last leaf layer is a Linear/Dense layer."""
+    last = None
+    for m in module.modules():
+        if not list(m.children()):
+            last = m
+    return last.out_features if isinstance(last, nn.Linear) else None
+
+
+def as_int_list(value: Any, name: str, *, allow_empty: bool = False) -> list[int]:
+    """A list of positive layer sizes."""
+    if isinstance(value, (int,)) and not isinstance(value, bool):
+        value = [value]
+    try:
+        out = list(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected a list of positive integers, got {type(value).__name__}") from None
+    if not out and not allow_empty:
+        raise ValueError(f"{name}: expected at least one hidden layer size, got an empty list")
+    for v in out:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name}: expected positive integers, got {value!r}")
+    return [int(v) for v in out]
+
+
+def as_activation_list(value: Any, n: int, name: str, neurons_name: str) -> list[Any]:
+    """A list of ``n`` activations (one per hidden layer)."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise TypeError(
+            f"{name}: expected a list with one activation per hidden layer ({n}), got {value!r}"
+        )
+    if len(value) != n:
+        raise ValueError(
+            f"{name}: each layer needs exactly one activation: {neurons_name} has {n} layer(s), "
+            f"{name} has {len(value)}"
+        )
+    return list(value)
+
+
+def as_sample_shape(value: Any, name: str) -> tuple[int, ...]:
+    """An input size given as an int or a shape, as a tuple of positive ints."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected a positive integer or a shape tuple, got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {value}")
+        return (value,)
+    try:
+        shape = tuple(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected a positive integer or a shape tuple, got {type(value).__name__}") from None
+    if not shape or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
+        raise ValueError(f"{name}: expected a shape of positive integers, got {value!r}")
+    return tuple(int(s) for s in shape)

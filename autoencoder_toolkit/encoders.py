@@ -1,0 +1,439 @@
+r"""Encoders and the encoder-side densities: prior, posterior and KL divergence.
+
+Layout: ``x`` is ``(B, *sample_shape)`` or one sample ``sample_shape``; latent codes are
+``(B, L)`` or one code ``(L,)``. A 1-D code means one sample and gives a scalar; a 2-D
+code gives one value per sample.
+
+Densities (``log2π`` is the float32 ``log(2π) ≈ 1.837877``):
+
+* standard normal prior: :math:`\log p(z) = -\tfrac12\sum_i z_i^2 - \tfrac{L}{2}\log 2\pi`
+* Gaussian posterior with log scale:
+  :math:`\log q(z|x) = -\tfrac12\sum_i (z_i-μ_i)^2 e^{-2\logσ_i} - \sum_i \logσ_i - \tfrac{L}{2}\log 2\pi`
+* KL to the prior:
+  :math:`\mathrm{KL} = \tfrac12\sum_i \big(e^{2\logσ_i} + μ_i^2 - 1 - 2\logσ_i\big)`
+
+These functions accept NumPy, torch and CuPy arrays (through the array API) and return
+the same kind.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import _random
+from ._modules import (CheckedModule, as_activation_list, as_int_list, as_sample_shape,
+                       bind_arguments, call_unchecked, leading_linear_in, trailing_linear_out)
+from .activations import ActivationLike
+from .backends import array_namespace
+from .layers import Chain, Dense, Flatten, dense_chain, glorot_uniform
+from .outputs import GaussianLogParams, GaussianParams
+
+__all__ = [
+    "LOG2PI",
+    "AbstractEncoder",
+    "AbstractDeterministicEncoder",
+    "AbstractVariationalEncoder",
+    "AbstractGaussianEncoder",
+    "AbstractGaussianLinearEncoder",
+    "AbstractGaussianLogEncoder",
+    "Encoder",
+    "JointGaussianLogEncoder",
+    "JointGaussianEncoder",
+    "spherical_logprior",
+    "gaussian_logdensity",
+    "gaussian_kl",
+    "encoder_logposterior",
+    "encoder_kl",
+]
+
+#: ``log(2π)`` computed in float32, as the reference's ``log(2.0f0π)``.
+LOG2PI: float = float(np.log(np.float32(2 * np.pi)))
+
+
+# ----------------------------------------------------------------------------------
+# Pure functions on arrays
+# ----------------------------------------------------------------------------------
+
+def sample_sum(xp: Any, a: Any, batched: bool) -> Any:
+    """Sum over every axis but the first (``batched``) or over everything (one sample)."""
+    if batched:
+        return xp.sum(xp.reshape(a, (a.shape[0], -1)), axis=1)
+    return xp.sum(a)
+
+
+def _n_per_sample(a: Any, batched: bool) -> int:
+    n = 1
+    for s in (a.shape[1:] if batched else a.shape):
+        n *= int(s)
+    return n
+
+
+def spherical_logprior(z: Any) -> Any:
+    """Log density of the standard normal prior, ``log N(z; 0, I)``.
+
+    ``z`` of shape ``(L,)`` gives a scalar; ``(B, L)`` gives ``(B,)``.
+    """
+    xp = array_namespace(z, names=("z",))
+    batched = z.ndim >= 2
+    return -0.5 * sample_sum(xp, z * z, batched) - 0.5 * _n_per_sample(z, batched) * LOG2PI
+
+
+def gaussian_logdensity(z: Any, μ: Any, scale: Any, *, log: bool = True) -> Any:
+    """Log density of a diagonal Gaussian at ``z``.
+
+    ``scale`` is ``logσ`` when ``log=True`` and ``σ`` otherwise. Shapes as
+    :func:`spherical_logprior`; ``z``, ``μ`` and ``scale`` must have equal shapes.
+    """
+    xp = array_namespace(z, μ, scale, names=("z", "μ", "logσ" if log else "σ"))
+    _same_shape(("z", z), ("μ", μ), ("logσ" if log else "σ", scale))
+    batched = z.ndim >= 2
+    d = z - μ
+    if log:
+        quad = d * d / xp.exp(2 * scale)
+        logdet = sample_sum(xp, scale, batched)
+    else:
+        quad = d * d / (scale * scale)
+        logdet = sample_sum(xp, xp.log(scale), batched)
+    return -0.5 * sample_sum(xp, quad, batched) - logdet - 0.5 * _n_per_sample(z, batched) * LOG2PI
+
+
+def gaussian_kl(μ: Any, scale: Any, *, log: bool = True) -> Any:
+    """KL divergence from ``N(μ, diag σ²)`` to ``N(0, I)``, one value per sample.
+
+    ``scale`` is ``logσ`` (``log=True``) or ``σ``. ``(L,)`` gives a scalar, ``(B, L)``
+    gives ``(B,)``.
+    """
+    xp = array_namespace(μ, scale, names=("μ", "logσ" if log else "σ"))
+    _same_shape(("μ", μ), ("logσ" if log else "σ", scale))
+    batched = μ.ndim >= 2
+    if log:
+        terms = xp.exp(2 * scale) + μ * μ - 1 - 2 * scale
+    else:
+        terms = scale * scale + μ * μ - 1 - 2 * xp.log(scale)
+    return 0.5 * sample_sum(xp, terms, batched)
+
+
+def _same_shape(*named: tuple[str, Any]) -> None:
+    first_name, first = named[0]
+    for name, a in named[1:]:
+        if tuple(a.shape) != tuple(first.shape):
+            raise ValueError(
+                f"{name}: expected the shape of {first_name} {tuple(first.shape)}, got {tuple(a.shape)}"
+            )
+
+
+# ----------------------------------------------------------------------------------
+# Type tree
+# ----------------------------------------------------------------------------------
+
+class AbstractEncoder(CheckedModule):
+    """Base of every encoder."""
+
+    #: Number of latent dimensions, when known.
+    latent_dim: int | None = None
+
+
+class AbstractDeterministicEncoder(AbstractEncoder):
+    """An encoder that maps each input to one code."""
+
+
+class AbstractVariationalEncoder(AbstractEncoder):
+    """An encoder that outputs the parameters of a distribution over codes.
+
+    Subclasses implement :meth:`reparameterize`, :meth:`kl` and :meth:`logposterior`;
+    the free functions :func:`encoder_kl`, :func:`encoder_logposterior` and
+    :func:`autoencoder_toolkit.vaes.reparameterize` call them, so a user-defined
+    encoder plugs into every loss by subclassing.
+    """
+
+    def reparameterize(self, output: Any, rng: Any = None, *, noise: Any = None) -> Any:
+        """A differentiable latent sample from ``output``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement reparameterize")
+
+    def kl(self, output: Any) -> Any:
+        """Per-sample KL divergence of the encoded distribution to the prior."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement kl")
+
+    def logposterior(self, z: Any, output: Any) -> Any:
+        """``log q(z | x)`` for the encoded distribution."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement logposterior")
+
+    def __mul__(self, decoder: Any) -> Any:
+        from .decoders import AbstractVariationalDecoder
+        from .vaes import VAE
+
+        if isinstance(decoder, AbstractVariationalDecoder):
+            return VAE(self, decoder)
+        return NotImplemented
+
+
+class AbstractGaussianEncoder(AbstractVariationalEncoder):
+    """A diagonal-Gaussian encoder."""
+
+
+class AbstractGaussianLogEncoder(AbstractGaussianEncoder):
+    """A diagonal-Gaussian encoder whose output is ``(μ, logσ)``."""
+
+    def reparameterize(self, output: Any, rng: Any = None, *, noise: Any = None) -> Any:
+        """``z = μ + ε ⊙ exp(logσ)`` with ``ε ~ N(0, I)`` drawn from ``rng`` (or ``noise``)."""
+        from .vaes import reparameterize
+
+        return reparameterize(output.μ, output.logσ, log=True, rng=rng, noise=noise)
+
+    def kl(self, output: Any) -> Any:
+        """``0.5 Σ (exp(2 logσ) + μ² − 1 − 2 logσ)`` per sample."""
+        return gaussian_kl(output.μ, output.logσ, log=True)
+
+    def logposterior(self, z: Any, output: Any) -> Any:
+        """Gaussian log density of ``z`` under ``N(μ, diag exp(2 logσ))``."""
+        return gaussian_logdensity(z, output.μ, output.logσ, log=True)
+
+
+class AbstractGaussianLinearEncoder(AbstractGaussianEncoder):
+    """A diagonal-Gaussian encoder whose output is ``(μ, σ)`` with ``σ > 0``."""
+
+    def reparameterize(self, output: Any, rng: Any = None, *, noise: Any = None) -> Any:
+        """``z = μ + ε ⊙ σ`` with ``ε ~ N(0, I)`` drawn from ``rng`` (or ``noise``)."""
+        from .vaes import reparameterize
+
+        return reparameterize(output.μ, output.σ, log=False, rng=rng, noise=noise)
+
+    def kl(self, output: Any) -> Any:
+        """``0.5 Σ (σ² + μ² − 1 − 2 log σ)`` per sample."""
+        return gaussian_kl(output.μ, output.σ, log=False)
+
+    def logposterior(self, z: Any, output: Any) -> Any:
+        """Gaussian log density of ``z`` under ``N(μ, diag σ²)``."""
+        return gaussian_logdensity(z, output.μ, output.σ, log=False)
+
+
+# ----------------------------------------------------------------------------------
+# Concrete encoders
+# ----------------------------------------------------------------------------------
+
+_DEFAULT_NAMES = ("n_input", "n_latent", "encoder_neurons", "encoder_activation", "latent_activation")
+
+
+def _is_field_form(args: tuple, kwargs: dict, fields: tuple[str, ...]) -> bool:
+    if any(k in fields for k in kwargs):
+        return True
+    return bool(args) and isinstance(args[0], nn.Module)
+
+
+def _check_module(value: Any, cls_name: str, field: str) -> nn.Module:
+    if not isinstance(value, nn.Module):
+        raise TypeError(f"{cls_name}: field {field!r} must be a torch.nn.Module, got {type(value).__name__}")
+    return value
+
+
+def _hidden_chain(cls_name: str, n_input: Any, neurons: Any, activations: Any, init: Any,
+                  neurons_name: str = "encoder_neurons",
+                  activation_name: str = "encoder_activation") -> tuple[Chain, tuple[int, ...]]:
+    shape = as_sample_shape(n_input, "n_input")
+    neurons = as_int_list(neurons, neurons_name)
+    acts = as_activation_list(activations, len(neurons), activation_name, neurons_name)
+    n_in = int(np.prod(shape))
+    layers: list[nn.Module] = [Flatten()] if len(shape) > 1 else []
+    layers += dense_chain([n_in, *neurons], acts, init)
+    return Chain(*layers), shape
+
+
+def _latent_pair(latent_activation: Any) -> tuple[ActivationLike, ActivationLike]:
+    if isinstance(latent_activation, (list, tuple)):
+        if len(latent_activation) != 2:
+            raise ValueError(
+                "latent_activation: expected one activation or a pair (for μ and for the scale), "
+                f"got {len(latent_activation)} entries"
+            )
+        return latent_activation[0], latent_activation[1]
+    return latent_activation, latent_activation
+
+
+class Encoder(AbstractDeterministicEncoder):
+    """A deterministic encoder ``x -> z`` (the reference's ``Encoder``).
+
+    Forms: ``Encoder(encoder)`` with any module, or
+    ``Encoder(n_input, n_latent, encoder_neurons, encoder_activation, latent_activation, init=glorot_uniform)``
+    which builds ``Chain(Dense(n_input, n1, a1), ..., Dense(n_k, n_latent, latent_activation))``.
+    It is not a variational encoder and cannot be combined into a VAE.
+    """
+
+    _config_fields = ("encoder",)
+
+    def __init__(self, *args: Any, init: Callable[..., torch.Tensor] | str = glorot_uniform, **kwargs: Any) -> None:
+        super().__init__()
+        if _is_field_form(args, kwargs, ("encoder",)):
+            b = bind_arguments("Encoder", args, kwargs, ("encoder",), 1)
+            self.encoder = _check_module(b["encoder"], "Encoder", "encoder")
+            n = leading_linear_in(self.encoder)
+            self.input_shape = (n,) if n is not None else None
+            self.latent_dim = trailing_linear_out(self.encoder)
+            self._build_args = None
+            return
+        b = bind_arguments("Encoder", args, kwargs, _DEFAULT_NAMES, 5)
+        hidden, shape = _hidden_chain("Encoder", b["n_input"], b["encoder_neurons"], b["encoder_activation"], init)
+        n_latent = as_sample_shape(b["n_latent"], "n_latent")[0]
+        last = hidden[-1].out_features
+        self.encoder = Chain(*hidden, Dense(last, n_latent, b["latent_activation"], init))
+        self.input_shape = shape
+        self.latent_dim = n_latent
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.encoder(x)
+
+
+class _JointGaussianBase:
+    """Shared constructor of the joint Gaussian encoders: a trunk and two heads."""
+
+    _scale_field: str
+
+    def _construct(self, cls_name: str, args: tuple, kwargs: dict, init: Any) -> None:
+        fields = ("encoder", "μ", self._scale_field)
+        if _is_field_form(args, kwargs, fields + ("mu", "logsigma", "sigma")):
+            kwargs = {("μ" if k == "mu" else self._scale_field if k in ("logsigma", "sigma") else k): v
+                      for k, v in kwargs.items()}
+            b = bind_arguments(cls_name, args, kwargs, fields, 3)
+            trunk = _check_module(b["encoder"], cls_name, "encoder")
+            mu = _check_module(b["μ"], cls_name, "μ")
+            scale = _check_module(b[self._scale_field], cls_name, self._scale_field)
+            h = trailing_linear_out(trunk)
+            for name, head in (("μ", mu), (self._scale_field, scale)):
+                n = leading_linear_in(head)
+                if h is not None and n is not None and h != n:
+                    raise ValueError(
+                        f"{cls_name}: the {name} head expects {n} input features but the encoder "
+                        f"network outputs {h}"
+                    )
+            m_out, s_out = trailing_linear_out(mu), trailing_linear_out(scale)
+            if m_out is not None and s_out is not None and m_out != s_out:
+                raise ValueError(
+                    f"{cls_name}: the μ head outputs {m_out} latent dimensions but the "
+                    f"{self._scale_field} head outputs {s_out}"
+                )
+            n_in = leading_linear_in(trunk)
+            input_shape = (n_in,) if n_in is not None else None
+            latent_dim = m_out
+        else:
+            b = bind_arguments(cls_name, args, kwargs, _DEFAULT_NAMES, 5)
+            trunk, input_shape = _hidden_chain(cls_name, b["n_input"], b["encoder_neurons"],
+                                               b["encoder_activation"], init)
+            latent_dim = as_sample_shape(b["n_latent"], "n_latent")[0]
+            a_mu, a_scale = _latent_pair(b["latent_activation"])
+            h = trunk[-1].out_features
+            mu = Dense(h, latent_dim, a_mu, init)
+            scale = Dense(h, latent_dim, a_scale, init)
+        self.encoder = trunk
+        self.μ = mu
+        setattr(self, self._scale_field, scale)
+        self.input_shape = input_shape
+        self.latent_dim = latent_dim
+
+    @property
+    def mu(self) -> nn.Module:
+        """Alias of the ``μ`` head."""
+        return self.μ
+
+
+class JointGaussianLogEncoder(_JointGaussianBase, AbstractGaussianLogEncoder):
+    """Gaussian encoder with a shared trunk and two heads, returning ``(μ, logσ)``.
+
+    Forms:
+
+    * ``JointGaussianLogEncoder(encoder, μ, logσ)`` with any modules: ``h = encoder(x)``,
+      then ``μ(h)`` and ``logσ(h)``;
+    * ``JointGaussianLogEncoder(n_input, n_latent, encoder_neurons, encoder_activation,
+      latent_activation, init=glorot_uniform)``: the trunk is
+      ``Chain(Dense(n_input, n1, a1), ..., Dense(n_{k-1}, n_k, a_k))`` and each head is
+      ``Dense(n_k, n_latent, ·)``. ``latent_activation`` is one activation for both heads
+      or a pair ``(μ activation, logσ activation)``. ``n_input`` may be a sample shape
+      such as ``(1, 28, 28)``; the input is then flattened first.
+
+    Calling it on ``x`` of shape ``(B, D)`` returns ``GaussianLogParams(μ, logσ)``, each
+    ``(B, L)``; one sample ``(D,)`` gives ``(L,)`` fields. A batch of one stays a batch.
+    """
+
+    _config_fields = ("encoder", "μ", "logσ")
+
+    _scale_field = "logσ"
+
+    def __init__(self, *args: Any, init: Callable[..., torch.Tensor] | str = glorot_uniform, **kwargs: Any) -> None:
+        AbstractGaussianLogEncoder.__init__(self)
+        self._construct("JointGaussianLogEncoder", args, kwargs, init)
+
+    @property
+    def logsigma(self) -> nn.Module:
+        """Alias of the ``logσ`` head."""
+        return self.logσ
+
+    def forward(self, x: torch.Tensor) -> GaussianLogParams:  # noqa: D102
+        h = call_unchecked(self.encoder, x)
+        return GaussianLogParams(call_unchecked(self.μ, h), call_unchecked(self.logσ, h))
+
+
+class JointGaussianEncoder(_JointGaussianBase, AbstractGaussianLinearEncoder):
+    """Gaussian encoder with a shared trunk and two heads, returning ``(μ, σ)``.
+
+    Same forms as :class:`JointGaussianLogEncoder`; the second head gives the standard
+    deviation directly, so its activation must be positive (e.g.
+    ``latent_activation=("identity", "softplus")``). Unlike the Julia package, this
+    encoder works inside a VAE: it has a reparameterisation and a KL divergence.
+    """
+
+    _config_fields = ("encoder", "μ", "σ")
+
+    _scale_field = "σ"
+
+    def __init__(self, *args: Any, init: Callable[..., torch.Tensor] | str = glorot_uniform, **kwargs: Any) -> None:
+        AbstractGaussianLinearEncoder.__init__(self)
+        self._construct("JointGaussianEncoder", args, kwargs, init)
+
+    @property
+    def sigma(self) -> nn.Module:
+        """Alias of the ``σ`` head."""
+        return self.σ
+
+    def forward(self, x: torch.Tensor) -> GaussianParams:  # noqa: D102
+        h = call_unchecked(self.encoder, x)
+        return GaussianParams(call_unchecked(self.μ, h), call_unchecked(self.σ, h))
+
+
+# ----------------------------------------------------------------------------------
+# Free functions dispatching on the encoder
+# ----------------------------------------------------------------------------------
+
+def _require_variational(encoder: Any, name: str = "encoder") -> None:
+    if not isinstance(encoder, AbstractVariationalEncoder):
+        raise TypeError(
+            f"{name}: expected a variational encoder (e.g. JointGaussianLogEncoder), "
+            f"got {type(encoder).__name__}"
+        )
+
+
+def encoder_logposterior(z: Any, encoder: AbstractVariationalEncoder, encoder_output: Any,
+                         index: int | None = None) -> Any:
+    """``log q(z | x)`` under the encoder's output distribution.
+
+    ``z`` ``(L,)`` with a single-sample output gives a scalar; ``z`` ``(B, L)`` gives
+    ``(B,)``. With ``index``, ``z`` is one code ``(L,)`` and the density is that of sample
+    ``index`` of a batched ``encoder_output``.
+    """
+    _require_variational(encoder)
+    if index is not None:
+        if getattr(z, "ndim", None) != 1:
+            raise ValueError(f"z: the index form expects one code of shape (L,), got {tuple(z.shape)}")
+        encoder_output = type(encoder_output)(*(f[index] for f in encoder_output))
+    return encoder.logposterior(z, encoder_output)
+
+
+def encoder_kl(encoder: AbstractVariationalEncoder, encoder_output: Any) -> Any:
+    """KL divergence from the encoded distribution to the standard normal prior.
+
+    ``(B,)`` for a batch; a scalar for one sample (the Julia package returns a
+    one-element vector there).
+    """
+    _require_variational(encoder)
+    return encoder.kl(encoder_output)

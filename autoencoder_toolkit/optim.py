@@ -1,0 +1,45 @@
+"""Optimizer setup mirroring ``Flux.Train.setup(rule, model)``."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .outputs import OptimizerPair
+
+__all__ = ["setup"]
+
+
+def setup(optimizer_class: Callable[..., torch.optim.Optimizer], model: nn.Module,
+          **optimizer_kwargs: Any) -> torch.optim.Optimizer | OptimizerPair:
+    """Optimizers for a model: ``setup(torch.optim.Adam, model, lr=1e-3)``.
+
+    For an :class:`~autoencoder_toolkit.infomaxvaes.InfoMaxVAE` the result is the named
+    tuple ``OptimizerPair(vae=..., mi=...)`` of two independent optimizers with the same
+    settings, one over the VAE's parameters and one over the critic's (as Flux's
+    ``setup`` gives one state tree per field). For any other module it is one optimizer
+    over all its parameters.
+
+    ``optimizer_class`` is any ``torch.optim.Optimizer`` subclass (or a factory taking
+    the parameters first). Note that ``torch.optim.Adam()``'s defaults (``lr=1e-3``,
+    ``betas=(0.9, 0.999)``, ``eps=1e-8``) equal Flux's ``Adam()``.
+    """
+    if isinstance(optimizer_class, torch.optim.Optimizer):
+        raise TypeError(
+            "optimizer_class: expected an optimizer class such as torch.optim.Adam (the parameters are "
+            "supplied by setup), got an optimizer instance"
+        )
+    if not callable(optimizer_class):
+        raise TypeError(f"optimizer_class: expected an optimizer class, got {type(optimizer_class).__name__}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    from .infomaxvaes import InfoMaxVAE
+
+    if isinstance(model, InfoMaxVAE):
+        return OptimizerPair(
+            optimizer_class(model.vae.parameters(), **optimizer_kwargs),
+            optimizer_class(model.mi.parameters(), **optimizer_kwargs),
+        )
+    return optimizer_class(model.parameters(), **optimizer_kwargs)

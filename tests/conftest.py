@@ -1,0 +1,33 @@
+"""Shared fixtures: deterministic torch state and small models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+@pytest.fixture(autouse=True)
+def _seed_torch():
+    torch.manual_seed(1234)
+    yield
+
+
+@pytest.fixture
+def small_infomax():
+    """The reference tests' setup: D=10, L=2, hidden [10, 10] relu, SimpleGaussianDecoder."""
+    from autoencoder_toolkit import encoders, decoders, infomaxvaes
+
+    enc = encoders.JointGaussianLogEncoder(10, 2, [10, 10], ["relu", "relu"], "identity")
+    dec = decoders.SimpleGaussianDecoder(10, 2, [10, 10], ["relu", "relu"], "identity")
+    mi = infomaxvaes.MutualInfoChain(10, 2, [10, 10], ["relu", "relu"], "identity")
+    return infomaxvaes.InfoMaxVAE(enc * dec, mi)
+
+
+def f64(t) -> np.ndarray:
+    """A tensor or array as a float64 NumPy array."""
+    if isinstance(t, torch.Tensor):
+        t = t.detach().cpu().numpy()
+    return np.asarray(t, dtype=np.float64)

@@ -1,0 +1,316 @@
+"""InfoMaxVAE: the critic, the MI bound, the losses and train_ (reference tests §9.1, §10)."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from autoencoder_toolkit import setup
+from autoencoder_toolkit.decoders import SimpleGaussianDecoder, decoder_loglikelihood
+from autoencoder_toolkit.encoders import JointGaussianLogEncoder, encoder_kl
+from autoencoder_toolkit.infomaxvaes import (InfoMaxVAE, MutualInfoChain, infomaxloss, miloss,
+                                             mutual_info_bound, shuffle_latent, train_,
+                                             variational_mutual_info)
+from autoencoder_toolkit.layers import Chain, Dense, Flatten, zeros32
+from autoencoder_toolkit.outputs import InfoMaxVAEOutput, VAEOutput
+
+from .conftest import f64
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture
+def x():
+    return torch.randn(64, 10, generator=gen(42))
+
+
+def test_mutual_info_chain_default_constructor(x):
+    mi = MutualInfoChain(10, 2, [10, 10], ["relu", "relu"], "identity")
+    g = mi(x, torch.randn(64, 2))
+    assert g.shape == (64,) and g.dtype == torch.float32
+    # data and latent layers are trainable affine maps with identity activation
+    assert isinstance(mi.data, Dense) and mi.data.weight.shape == (10, 10)
+    assert isinstance(mi.latent, Dense) and mi.latent.weight.shape == (2, 2)
+    assert mi.mlp[0].in_features == 12 and mi.mlp[-1].out_features == 1
+
+
+def test_critic_is_mlp_of_concatenated_data_and_latent_features(x):
+    mi = MutualInfoChain(10, 2, [5], ["relu"], "identity")
+    z = torch.randn(64, 2)
+    h = torch.cat([mi.data(x), mi.latent(z)], dim=1)
+    torch.testing.assert_close(mi(x, z), mi.mlp(h).reshape(-1))
+
+
+def test_image_shaped_size_input_flattens_the_data():
+    mi = MutualInfoChain((1, 4, 4), 3, [8], ["relu"], "identity")
+    assert isinstance(mi.data, Chain) and isinstance(mi.data[0], Flatten)
+    assert mi(torch.rand(5, 1, 4, 4), torch.randn(5, 3)).shape == (5,)
+
+
+def test_field_constructor_checks_sizes():
+    with pytest.raises(ValueError, match=r"mlp expects 11 input features but data and latent layers give 8 \+ 2 = 10"):
+        MutualInfoChain(Dense(8, 8), Dense(2, 2), Chain(Dense(11, 4, "relu"), Dense(4, 1)))
+
+
+def test_infomaxvae_forward(small_infomax, x):
+    out = small_infomax(x)
+    assert out._fields == ("μ",) and out.μ.shape == (64, 10) and out.μ.dtype == torch.float32
+    full = small_infomax(x, latent=True)
+    assert isinstance(full, InfoMaxVAEOutput) and isinstance(full.vae, VAEOutput)
+    assert full.mi.shape == () and full.mi.dtype == torch.float32
+
+
+def test_variational_mutual_info_three_forms(small_infomax, x):
+    z = torch.randn(64, 2)
+    zs = shuffle_latent(z)
+    a = variational_mutual_info(small_infomax.mi, x, z, zs)
+    b = variational_mutual_info(small_infomax, x, z, zs)
+    assert a.shape == () and a.dtype == torch.float32
+    torch.testing.assert_close(a, b)
+    c = variational_mutual_info(small_infomax, x, rng=gen(0))
+    assert c.shape == () and bool(torch.isfinite(c))
+    g1 = small_infomax.mi(x, z)
+    g2 = small_infomax.mi(x, zs)
+    torch.testing.assert_close(a, g1.mean() - torch.exp(g2 - 1).mean())
+
+
+@pytest.mark.parametrize("c", [-1.0, 0.0, 1.0, 2.5])
+def test_constant_critic_gives_c_minus_exp_c_minus_1(c, x):
+    mi = MutualInfoChain(10, 2, [4], ["relu"], "identity", init=zeros32)
+    with torch.no_grad():
+        mi.mlp[-1].bias.fill_(c)
+    z = torch.randn(64, 2)
+    value = variational_mutual_info(mi, x, z, shuffle_latent(z))
+    assert float(value.detach()) == pytest.approx(c - math.exp(c - 1), abs=1e-6)
+
+
+def test_mutual_info_bound_maximum_is_zero_at_one():
+    vals = [float(mutual_info_bound(np.full(8, c), np.full(8, c))) for c in np.linspace(-2, 3, 51)]
+    assert max(vals) == pytest.approx(0.0, abs=1e-12)
+    assert np.argmax(vals) == 30  # c = 1
+
+
+def test_shuffle_latent_is_a_permutation_of_whole_codes():
+    z = torch.arange(40.0).reshape(20, 2)
+    s = shuffle_latent(z, rng=gen(3))
+    assert s.shape == z.shape
+    assert sorted(map(tuple, s.tolist())) == sorted(map(tuple, z.tolist()))
+    assert torch.equal(s[:, 1] - s[:, 0], torch.ones(20))  # rows stay whole
+    assert torch.equal(shuffle_latent(z, seed=4), shuffle_latent(z, seed=4))
+    n = z.numpy()
+    sn = shuffle_latent(n, seed=4)
+    assert isinstance(sn, np.ndarray)
+    np.testing.assert_array_equal(sn, shuffle_latent(z, seed=4).numpy())
+    with pytest.raises(ValueError, match="z: expected a batch of codes"):
+        shuffle_latent(torch.zeros(3))
+
+
+def test_losses_are_float32_scalars(small_infomax, x):
+    vae, mi = small_infomax.vae, small_infomax.mi
+    for value in (infomaxloss(vae, mi, x), infomaxloss(vae, mi, x, x), miloss(vae, mi, x)):
+        assert value.shape == () and value.dtype == torch.float32 and bool(torch.isfinite(value))
+
+
+def _parts(vae, mi, x, seed, β=1.0, α=1.0):
+    """infomaxloss recomputed term by term from the same noise and permutation."""
+    g = gen(seed)
+    vo = vae(x, latent=True, rng=g)
+    perm = torch.randperm(x.shape[0], generator=g)
+    ll = decoder_loglikelihood(x, vo.z, vae.decoder, vo.decoder).mean()
+    kl = encoder_kl(vae.encoder, vo.encoder).mean()
+    g_joint = mi(x, vo.z)
+    g_marg = mi(x, vo.z.detach()[perm])
+    return ll, kl, g_joint, g_marg
+
+
+def test_infomaxloss_formula_with_weights(small_infomax, x):
+    vae, mi = small_infomax.vae, small_infomax.mi
+    value = infomaxloss(vae, mi, x, β=0.5, α=3.0, rng=gen(9))
+    ll, kl, gj, gm = _parts(vae, mi, x, 9)
+    expected = -ll + 0.5 * kl - 3.0 * (gj.mean() - torch.exp(gm - 1).mean())
+    torch.testing.assert_close(value, expected, rtol=1e-6, atol=1e-5)
+    assert torch.equal(infomaxloss(vae, mi, x, beta=0.5, alpha=3.0, rng=gen(9)), value)
+
+
+def test_miloss_is_minus_the_bound(small_infomax, x):
+    vae, mi = small_infomax.vae, small_infomax.mi
+    value = miloss(vae, mi, x, rng=gen(5))
+    ll, kl, gj, gm = _parts(vae, mi, x, 5)
+    torch.testing.assert_close(value, -(gj.mean() - torch.exp(gm - 1).mean()), rtol=1e-6, atol=1e-6)
+
+
+def test_shuffled_term_gives_the_vae_no_gradient(small_infomax, x):
+    vae, mi = small_infomax.vae, small_infomax.mi
+    params = list(vae.parameters())
+    full = torch.autograd.grad(infomaxloss(vae, mi, x, α=2.0, rng=gen(1)), params)
+    ll, kl, gj, gm = _parts(vae, mi, x, 1)
+    without = -ll + kl - 2.0 * gj.mean()  # the exp(g(x, z̃) - 1) term removed
+    ref = torch.autograd.grad(without, params)
+    for a, b in zip(full, ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # ...while it does change the value
+    assert float((torch.exp(gm - 1).mean()).detach()) > 0
+
+
+def test_miloss_gradient_reaches_every_critic_parameter_and_no_vae_parameter(small_infomax, x):
+    vae, mi = small_infomax.vae, small_infomax.mi
+    value = miloss(vae, mi, x)
+    grads = torch.autograd.grad(value, list(mi.parameters()))
+    assert all(bool(torch.isfinite(g).all()) and float(g.abs().sum()) > 0 for g in grads)
+    assert not value.requires_grad or all(
+        g is None for g in torch.autograd.grad(value, list(vae.parameters()), allow_unused=True))
+
+
+def test_n_samples_averages_over_independent_draws(small_infomax, x):
+    vae, mi = small_infomax.vae, small_infomax.mi
+    value = infomaxloss(vae, mi, x, n_samples=3, rng=gen(2))
+    g = gen(2)
+    enc = vae.encoder(x)
+    terms = []
+    for _ in range(3):
+        z = vae.encoder.reparameterize(enc, rng=g)
+        perm = torch.randperm(64, generator=g)
+        ll = decoder_loglikelihood(x, z, vae.decoder, vae.decoder(z)).mean()
+        I = mi(x, z).mean() - torch.exp(mi(x, z.detach()[perm]) - 1).mean()
+        terms.append((ll, I))
+    kl = encoder_kl(vae.encoder, enc).mean()
+    expected = -sum(t[0] for t in terms) / 3 + kl - sum(t[1] for t in terms) / 3
+    torch.testing.assert_close(value, expected, rtol=1e-6, atol=1e-5)
+    with pytest.raises(ValueError, match="n_samples"):
+        infomaxloss(vae, mi, x, n_samples=0)
+
+
+def test_regularization_in_both_losses(small_infomax, x):
+    vae, mi = small_infomax.vae, small_infomax.mi
+    reg = lambda out: out.z.abs().mean()  # noqa: E731
+    base = infomaxloss(vae, mi, x, rng=gen(4))
+    z = vae(x, latent=True, rng=gen(4)).z
+    with_reg = infomaxloss(vae, mi, x, regularization=reg, reg_strength=2.0, rng=gen(4))
+    torch.testing.assert_close(with_reg - base, 2.0 * z.abs().mean(), rtol=1e-5, atol=1e-5)
+    m0 = miloss(vae, mi, x, rng=gen(4))
+    m1 = miloss(vae, mi, x, regularization=reg, reg_strength=3.0, rng=gen(4))
+    torch.testing.assert_close(m1 - m0, 3.0 * z.abs().mean(), rtol=1e-5, atol=1e-5)
+
+
+def test_train_returns_two_floats_and_prints_nothing(small_infomax, x, capsys):
+    opt = setup(torch.optim.Adam, small_infomax)
+    out = train_(small_infomax, x, opt, loss_return=True, verbose=True)
+    assert isinstance(out, tuple) and len(out) == 2 and all(isinstance(v, float) for v in out)
+    assert capsys.readouterr().out == ""
+    assert train_(small_infomax, x, opt, verbose=True) is None
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("InfoMax Loss: ") and lines[1].startswith("MutualInfoChain Loss: ")
+    assert train_(small_infomax, x, x, opt, loss_return=True)
+
+
+def test_setup_gives_two_independent_optimizers(small_infomax):
+    opt = setup(torch.optim.Adam, small_infomax, lr=5e-3)
+    assert opt._fields == ("vae", "mi")
+    vae_ids = {id(p) for g in opt.vae.param_groups for p in g["params"]}
+    mi_ids = {id(p) for g in opt.mi.param_groups for p in g["params"]}
+    assert vae_ids == {id(p) for p in small_infomax.vae.parameters()}
+    assert mi_ids == {id(p) for p in small_infomax.mi.parameters()}
+    assert opt.vae.param_groups[0]["lr"] == 5e-3
+
+
+def test_each_step_updates_only_its_own_network(small_infomax, x):
+    m = small_infomax
+    opt = setup(torch.optim.Adam, m, lr=1e-2)
+    for g in opt.mi.param_groups:
+        g["lr"] = 0.0
+    mi_before = [p.detach().clone() for p in m.mi.parameters()]
+    vae_before = [p.detach().clone() for p in m.vae.parameters()]
+    train_(m, x, opt)
+    assert all(torch.equal(a, b) for a, b in zip(mi_before, m.mi.parameters()))
+    assert all(not torch.equal(a, b) for a, b in zip(vae_before, m.vae.parameters()))
+    opt = setup(torch.optim.Adam, m, lr=1e-2)
+    for g in opt.vae.param_groups:
+        g["lr"] = 0.0
+    vae_before = [p.detach().clone() for p in m.vae.parameters()]
+    train_(m, x, opt)
+    assert all(torch.equal(a, b) for a, b in zip(vae_before, m.vae.parameters()))
+    assert all(not torch.equal(a, b) for a, b in zip(mi_before, m.mi.parameters()))
+
+
+def test_mi_step_sees_the_updated_vae(small_infomax, x):
+    a = small_infomax
+    b = copy.deepcopy(a)
+    c = copy.deepcopy(a)
+    opt_a = setup(torch.optim.Adam, a, lr=1e-2)
+    l_vae, l_mi = train_(a, x, opt_a, loss_return=True, rng=gen(8))
+
+    # By hand, in the reference's order: VAE step, then the critic on the updated VAE.
+    opt_b = setup(torch.optim.Adam, b, lr=1e-2)
+    g = gen(8)
+    lv = infomaxloss(b.vae, b.mi, x, rng=g)
+    lv.backward(inputs=list(b.vae.parameters()))
+    opt_b.vae.step()
+    lm = miloss(b.vae, b.mi, x, rng=g)
+    lm.backward(inputs=list(b.mi.parameters()))
+    opt_b.mi.step()
+    assert l_vae == float(lv.detach()) and l_mi == float(lm.detach())
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+
+    # The critic loss with the pre-update VAE differs.
+    g = gen(8)
+    infomaxloss(c.vae, c.mi, x, rng=g)
+    stale = miloss(c.vae, c.mi, x, rng=g)
+    assert float(stale.detach()) != l_mi
+
+
+def test_a_nan_critic_loss_rolls_back_the_vae_step(small_infomax, x):
+    m = small_infomax
+    opt = setup(torch.optim.Adam, m)
+    train_(m, x, opt)
+    before = [p.detach().clone() for p in m.parameters()]
+    state = copy.deepcopy(opt.vae.state_dict())
+
+    def bad_miloss(vae, mi, xx, **kw):
+        return miloss(vae, mi, xx, **kw) * float("inf")
+
+    with pytest.raises(FloatingPointError, match="miloss is"):
+        train_(m, x, opt, miloss_function=bad_miloss)
+    assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))
+    after = opt.vae.state_dict()["state"]
+    for k, s in state["state"].items():
+        for name, v in s.items():
+            assert torch.equal(torch.as_tensor(v), torch.as_tensor(after[k][name]))
+
+
+def _toy_data(n=512, seed=0):
+    """10-D observations of a 2-D latent through a fixed nonlinear map, plus noise."""
+    g = gen(seed)
+    s = torch.randn(n, 2, generator=g)
+    w = torch.randn(2, 10, generator=g)
+    return torch.tanh(s @ w) + 0.05 * torch.randn(n, 10, generator=g)
+
+
+def test_training_raises_the_mi_estimate_and_lowers_the_vae_loss():
+    torch.manual_seed(0)
+    enc = JointGaussianLogEncoder(10, 2, [32, 32], ["relu", "relu"], "identity")
+    dec = SimpleGaussianDecoder(10, 2, [32, 32], ["relu", "relu"], "identity")
+    model = InfoMaxVAE(enc * dec, MutualInfoChain(10, 2, [32, 32], ["relu", "relu"], "identity"))
+    data = _toy_data()
+    g = gen(1)
+
+    def evaluate():
+        with torch.no_grad():
+            mi = np.mean([float(variational_mutual_info(model, data, rng=gen(k))) for k in range(5)])
+            l = np.mean([float(infomaxloss(model.vae, model.mi, data, rng=gen(k))) for k in range(5)])
+        return mi, l
+
+    mi0, l0 = evaluate()
+    opt = setup(torch.optim.Adam, model, lr=3e-3)
+    for step in range(300):
+        idx = torch.randperm(512, generator=g)[:128]
+        train_(model, data[idx], opt, rng=g)
+    mi1, l1 = evaluate()
+    assert mi1 > mi0 + 0.2, (mi0, mi1)
+    assert l1 < l0 - 1.0, (l0, l1)
