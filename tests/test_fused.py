@@ -1,0 +1,151 @@
+"""The fused training step: same gradients as infomaxloss/miloss at the same draws."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from autoencoder_toolkit import setup
+from autoencoder_toolkit.decoders import BernoulliDecoder, JointGaussianLogDecoder
+from autoencoder_toolkit.encoders import JointGaussianLogEncoder
+from autoencoder_toolkit.fused import fused_losses
+from autoencoder_toolkit.infomaxvaes import InfoMaxVAE, MutualInfoChain, infomaxloss, miloss, train_
+from autoencoder_toolkit.layers import Chain, Dense
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def make_model(decoder="bernoulli", plain_mlp=False):
+    enc = JointGaussianLogEncoder(12, 3, [16], ["relu"], "identity")
+    if decoder == "bernoulli":
+        dec = BernoulliDecoder(12, 3, [16], ["tanh"], "sigmoid")
+    else:
+        dec = JointGaussianLogDecoder(12, 3, [16], ["relu"], "identity")
+    if plain_mlp:
+        # an MLP that is not a Sequential starting with a Linear: the generic path
+        class MLP(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.a = nn.Linear(15, 8)
+                self.b = nn.Linear(8, 1)
+
+            def forward(self, h):
+                return self.b(torch.tanh(self.a(h)))
+
+        mi = MutualInfoChain(Dense(12, 12), Dense(3, 3), MLP())
+    else:
+        mi = MutualInfoChain(12, 3, [8, 8], ["relu", "elu"], "identity")
+    return InfoMaxVAE(enc * dec, mi)
+
+
+@pytest.fixture
+def x():
+    return torch.rand(64, 12, generator=gen(0))
+
+
+def _reference_grads(model, x, x_out, kw_vae, kw_mi, seed):
+    vae, mi = model.vae, model.mi
+    args = (x,) if x_out is None else (x, x_out)
+    lv = infomaxloss(vae, mi, *args, rng=gen(seed), **kw_vae)
+    gv = torch.autograd.grad(lv, list(vae.parameters()))
+    lm = miloss(vae, mi, x, rng=gen(seed), **kw_mi)
+    gm = torch.autograd.grad(lm, list(mi.parameters()))
+    return lv, lm, list(gv) + list(gm)
+
+
+CASES = [
+    dict(decoder="bernoulli", kw={}, x_out=False, plain=False),
+    dict(decoder="bernoulli", kw={"α": 5.0, "β": 0.3}, x_out=False, plain=False),
+    dict(decoder="bernoulli", kw={"alpha": 0.0}, x_out=False, plain=False),
+    dict(decoder="gaussian", kw={"α": 2.0}, x_out=True, plain=False),
+    dict(decoder="gaussian", kw={"β": 2.0}, x_out=False, plain=True),
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_fused_gradients_equal_the_two_losses_at_the_same_draws(case, x):
+    model = make_model(case["decoder"], case["plain"])
+    x_out = torch.rand(64, 12, generator=gen(1)) if case["x_out"] else None
+    lv, lm, ref = _reference_grads(model, x, x_out, case["kw"], {}, seed=7)
+    losses = fused_losses(model, x, x_out, dict(case["kw"], rng=gen(7)), {})
+    torch.testing.assert_close(losses.vae_loss, lv, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(losses.mi_loss, lm, rtol=1e-6, atol=1e-6)
+    got = torch.autograd.grad(losses.surrogate, list(model.vae.parameters()) + list(model.mi.parameters()))
+    for g, r in zip(got, ref):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
+
+
+def test_fused_regularization_in_both_steps(x):
+    model = make_model()
+    reg = lambda out: out.z.pow(2).mean()  # noqa: E731
+    critic_reg = lambda out: sum(p.pow(2).sum() for p in model.mi.mlp.parameters())  # noqa: E731
+    lv, lm, ref = _reference_grads(model, x, None, {"regularization": reg, "reg_strength": 0.5},
+                                   {"regularization": critic_reg, "reg_strength": 0.1}, seed=3)
+    losses = fused_losses(model, x, None, {"regularization": reg, "reg_strength": 0.5, "rng": gen(3)},
+                          {"regularization": critic_reg, "reg_strength": 0.1})
+    torch.testing.assert_close(losses.vae_loss, lv, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(losses.mi_loss, lm, rtol=1e-6, atol=1e-5)
+    got = torch.autograd.grad(losses.surrogate, list(model.vae.parameters()) + list(model.mi.parameters()))
+    for g, r in zip(got, ref):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
+
+
+def test_fused_step_is_one_adam_step_of_each_optimizer_on_those_gradients(x):
+    a = make_model()
+    b = copy.deepcopy(a)
+    opt_a = setup(torch.optim.Adam, a, lr=1e-2)
+    l_vae, l_mi = train_(a, x, opt_a, fused=True, loss_return=True, rng=gen(5), infomaxloss_kwargs={"α": 2.0})
+    opt_b = setup(torch.optim.Adam, b, lr=1e-2)
+    lv, lm, grads = _reference_grads(b, x, None, {"α": 2.0}, {}, seed=5)
+    params = list(b.vae.parameters()) + list(b.mi.parameters())
+    for p, g in zip(params, grads):
+        p.grad = g
+    opt_b.vae.step()
+    opt_b.mi.step()
+    assert l_vae == pytest.approx(float(lv.detach()), rel=1e-6)
+    assert l_mi == pytest.approx(float(lm.detach()), rel=1e-6, abs=1e-7)
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_non_finite_loss_changes_nothing(x):
+    model = make_model()
+    opt = setup(torch.optim.Adam, model)
+    train_(model, x, opt, fused=True)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(FloatingPointError, match="infomaxloss is"):
+        train_(model, x, opt, fused=True, infomaxloss_kwargs={"regularization": lambda o: o.z.sum() * float("nan")})
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
+
+
+def test_fused_refuses_what_it_cannot_do(x):
+    model = make_model()
+    opt = setup(torch.optim.Adam, model)
+    with pytest.raises(ValueError, match="n_samples"):
+        train_(model, x, opt, fused=True, infomaxloss_kwargs={"n_samples": 2})
+    with pytest.raises(ValueError, match="custom infomaxloss_function"):
+        train_(model, x, opt, fused=True, infomaxloss_function=lambda *a, **k: infomaxloss(*a, **k))
+    with pytest.raises(ValueError, match="miloss_kwargs"):
+        train_(model, x, opt, fused=True, miloss_kwargs={"seed": 3})
+    with pytest.raises(ValueError, match="does not support"):
+        train_(model, x, opt, fused=True, infomaxloss_kwargs={"kernel": 1})
+
+
+def test_fused_training_learns():
+    torch.manual_seed(0)
+    model = make_model()
+    data = (torch.rand(512, 12, generator=gen(2)) > 0.5).float()
+    data[:, 6:] = data[:, :6]  # redundant half: learnable structure
+    opt = setup(torch.optim.Adam, model, lr=3e-3)
+    g = gen(9)
+    first = [train_(model, data[:128], opt, fused=True, loss_return=True, rng=g)[0] for _ in range(5)]
+    for _ in range(200):
+        idx = torch.randperm(512, generator=g)[:128]
+        train_(model, data[idx], opt, fused=True, rng=g)
+    last = [train_(model, data[:128], opt, fused=True, loss_return=True, rng=g)[0] for _ in range(5)]
+    assert sum(last) / 5 < sum(first) / 5 - 1.0
