@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -106,6 +107,7 @@ def as_int_list(value: Any, name: str, *, allow_empty: bool = False) -> list[int
         raise TypeError(f"{name}: expected a list of positive integers, got {type(value).__name__}") from None
     if not out and not allow_empty:
         raise ValueError(f"{name}: expected at least one hidden layer size, got an empty list")
+    out = [int(v) if isinstance(v, np.integer) else v for v in out]
     for v in out:
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name}: expected positive integers, got {value!r}")
@@ -128,14 +130,16 @@ def as_activation_list(value: Any, n: int, name: str, neurons_name: str) -> list
 
 def as_sample_shape(value: Any, name: str) -> tuple[int, ...]:
     """An input size given as an int or a shape, as a tuple of positive ints."""
-    if isinstance(value, bool):
+    if isinstance(value, (bool, str, bytes, float)):
         raise TypeError(f"{name}: expected a positive integer or a shape tuple, got {value!r}")
+    if isinstance(value, np.integer):
+        value = int(value)
     if isinstance(value, int):
         if value < 1:
             raise ValueError(f"{name}: expected a positive integer, got {value}")
         return (value,)
     try:
-        shape = tuple(value)
+        shape = tuple(int(s) if isinstance(s, np.integer) else s for s in value)
     except TypeError:
         raise TypeError(f"{name}: expected a positive integer or a shape tuple, got {type(value).__name__}") from None
     if not shape or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):

@@ -17,6 +17,7 @@ __all__ = [
     "check_sample_shape",
     "check_weight",
     "check_mi_batch",
+    "n_samples_of",
     "module_device_dtype",
     "first_linear",
     "last_linear",
@@ -122,6 +123,13 @@ def check_weight(value: Any, name: str) -> float:
     if not math.isfinite(v) or v < 0:
         raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
     return v
+
+
+def n_samples_of(x: torch.Tensor, sample_shape: tuple[int, ...] | None) -> int:
+    """Number of samples in ``x`` (1 for a single unbatched sample)."""
+    if sample_shape is None:
+        return int(x.shape[0]) if x.ndim >= 2 else 1
+    return int(x.shape[0]) if x.ndim == len(sample_shape) + 1 else 1
 
 
 def check_mi_batch(batch_size: int, name: str = "x") -> None:

@@ -34,7 +34,8 @@ from torch import nn
 from . import _random
 from ._modules import (CheckedModule, as_activation_list, as_int_list, as_sample_shape,
                        bind_arguments, call_unchecked, leading_linear_in, trailing_linear_out)
-from ._validation import as_model_input, check_finite, check_mi_batch, check_weight, module_device_dtype
+from ._validation import (as_model_input, check_finite, check_mi_batch, check_weight, module_device_dtype,
+                          n_samples_of)
 from .backends import array_namespace
 from .decoders import decoder_loglikelihood
 from .encoders import encoder_kl
@@ -182,7 +183,7 @@ class InfoMaxVAE(CheckedModule):
         x_t = self._check_input(x)
         _random.check_rng(rng)
         if latent:
-            check_mi_batch(x_t.shape[0] if x_t.ndim > len(self.input_shape or ()) else 1)
+            check_mi_batch(n_samples_of(x_t, self.input_shape))
         return nn.Module.__call__(self, x_t, latent=latent, seed=seed, rng=rng)
 
     def forward(self, x: torch.Tensor, latent: bool = False, seed: int | None = None, rng: Any = None) -> Any:  # noqa: D102
@@ -271,7 +272,7 @@ def variational_mutual_info(model: Any, x: Any, z: Any = None, z_shuffle: Any = 
             raise TypeError("variational_mutual_info(mi, x) needs codes: pass (mi, x, z, z_shuffle), "
                             "or an InfoMaxVAE to encode x itself")
         x_t = _data(model.vae, x, "x")
-        check_mi_batch(x_t.shape[0])
+        check_mi_batch(n_samples_of(x_t, model.vae.input_shape))
         vo = model.vae.forward(x_t, latent=True, rng=rng)
         return _mi_from_critic(critic, x_t, vo.z, _shuffle(vo.z.detach(), seed, rng))
     if z is None or z_shuffle is None:
@@ -381,7 +382,7 @@ def infomaxloss(vae: VAE, mi: MutualInfoChain, x_in: Any, x_out: Any = None, *,
     """
     _check_pair(vae, mi)
     x_in_t = _data(vae, x_in, "x_in" if x_out is not None else "x")
-    check_mi_batch(x_in_t.shape[0], "x_in" if x_out is not None else "x")
+    check_mi_batch(n_samples_of(x_in_t, vae.input_shape), "x_in" if x_out is not None else "x")
     x_out_t = None if x_out is None else _target(vae, x_out, x_in_t)
     return _infomaxloss_impl(vae, mi, x_in_t, x_out_t, β=β, α=α, n_samples=n_samples,
                              reconstruction_loglikelihood=reconstruction_loglikelihood,
@@ -414,7 +415,7 @@ def miloss(vae: VAE, mi: MutualInfoChain, x: Any, *, regularization: Callable | 
     """
     _check_pair(vae, mi)
     x_t = _data(vae, x, "x")
-    check_mi_batch(x_t.shape[0])
+    check_mi_batch(n_samples_of(x_t, vae.input_shape))
     return _miloss_impl(vae, mi, x_t, regularization=regularization, reg_strength=reg_strength,
                         seed=seed, rng=rng)
 
@@ -496,7 +497,7 @@ def train_(model: InfoMaxVAE, x: Any, *args: Any,
     _random.check_rng(rng)
     vae, mi = model.vae, model.mi
     x_t = _data(vae, x, "x_in" if x_out is not None else "x", finite=False)
-    check_mi_batch(x_t.shape[0], "x_in" if x_out is not None else "x")
+    check_mi_batch(n_samples_of(x_t, vae.input_shape), "x_in" if x_out is not None else "x")
     x_out_t = None if x_out is None else _target(vae, x_out, x_t, finite=False)
     vae_kwargs = dict(infomaxloss_kwargs or {})
     mi_kwargs = dict(miloss_kwargs or {})

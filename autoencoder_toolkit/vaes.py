@@ -64,13 +64,14 @@ def reparameterize(*args: Any, log: bool = True, rng: Any = None, noise: Any = N
 
 def resolve_weight(primary: Any, alias: Any, primary_name: str, alias_name: str, default: float) -> float:
     """Merge a Unicode keyword (``β``) with its ASCII alias (``beta``) and validate it."""
+    name = primary_name
     if alias is not None:
-        if primary is not None and float(primary) != float(alias):
-            raise TypeError(f"{primary_name} and {alias_name} are the same keyword; got both ({primary} and {alias})")
-        primary = alias
+        if primary is not None and primary is not alias:
+            raise TypeError(f"{primary_name} and {alias_name} are the same keyword; pass only one of them")
+        primary, name = alias, alias_name
     if primary is None:
         primary = default
-    return check_weight(primary, primary_name)
+    return check_weight(primary, name)
 
 
 class VAE(CheckedModule):
