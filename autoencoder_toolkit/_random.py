@@ -120,7 +120,7 @@ def permutation_like(n: int, like: Any, rng: RNGLike = None, seed: int | None = 
     if seed is not None:
         from . import juliarng
 
-        rng = juliarng.MersenneTwister(seed)
+        rng = juliarng.MersenneTwister(int(seed), julia=juliarng.DEFAULT_JULIA)
     kind = array_kind(like)
     if kind == "torch":
         device = like.device

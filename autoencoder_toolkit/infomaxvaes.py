@@ -324,7 +324,7 @@ def _infomaxloss_impl(vae: VAE, mi: MutualInfoChain, x_in: torch.Tensor, x_out: 
     if seed is not None:
         from . import juliarng
 
-        shuffle_rng = juliarng.MersenneTwister(int(seed))
+        shuffle_rng = juliarng.MersenneTwister(int(seed), julia=juliarng.DEFAULT_JULIA)
     enc = call_unchecked(vae.encoder, x_in)
     kl = torch.mean(kl_divergence(vae.encoder, enc))
     ll_total = 0.0
