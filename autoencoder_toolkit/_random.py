@@ -25,9 +25,58 @@ import torch
 
 from .backends import array_kind
 
-__all__ = ["RNGLike", "normal_like", "permutation_like", "check_rng", "is_julia_rng"]
+__all__ = ["RNGLike", "PresetDraws", "normal_like", "permutation_like", "shuffle_rows", "check_rng",
+           "is_julia_rng"]
 
 RNGLike = Union[None, torch.Generator, np.random.Generator, Any]
+
+
+class PresetDraws:
+    """A stream of given draws, consumed in order: noise arrays and permutations.
+
+    ``rng=PresetDraws([noise_1, perm_1, noise_2, perm_2])`` makes a call use exactly
+    these values where it would draw Gaussian noise (an array of the noise's shape) or a
+    permutation (0-based indices), in the order the call draws them. Useful to replay
+    draws made elsewhere (for example noise saved from a Julia run) and in tests. A draw
+    of the wrong kind or shape raises ``ValueError``; so does running out of draws.
+    """
+
+    def __init__(self, draws: Any) -> None:
+        self._draws = list(draws)
+        self._next = 0
+
+    @property
+    def remaining(self) -> int:
+        """Number of draws not yet consumed."""
+        return len(self._draws) - self._next
+
+    def _take(self, what: str) -> Any:
+        if self._next >= len(self._draws):
+            raise ValueError(f"rng: PresetDraws ran out of draws (needed a {what} after {self._next} draws)")
+        value = self._draws[self._next]
+        self._next += 1
+        return value
+
+    def noise(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The next draw, which must be noise of ``shape``."""
+        value = np.asarray(self._take(f"noise array of shape {shape}"))
+        if tuple(value.shape) != tuple(shape) or not np.issubdtype(value.dtype, np.floating):
+            raise ValueError(f"rng: PresetDraws expected noise of shape {shape}, got an array of shape "
+                             f"{tuple(value.shape)} and dtype {value.dtype}")
+        return value
+
+    def permutation(self, n: int) -> np.ndarray:
+        """The next draw, which must be a permutation of ``0..n-1``."""
+        value = np.asarray(self._take(f"permutation of {n}"))
+        if value.shape != (n,) or not np.array_equal(np.sort(value), np.arange(n)):
+            raise ValueError(f"rng: PresetDraws expected a permutation of 0..{n - 1}, got {value!r:.120}")
+        return value.astype(np.int64)
+
+
+def _custom(rng: Any) -> bool:
+    """Streams that implement ``noise(shape)`` and ``permutation(n)`` themselves."""
+    return isinstance(rng, PresetDraws) or (hasattr(rng, "noise") and hasattr(rng, "permutation")
+                                            and not isinstance(rng, (torch.Generator, np.random.Generator)))
 
 
 def is_julia_rng(rng: Any) -> bool:
@@ -41,7 +90,7 @@ def is_julia_rng(rng: Any) -> bool:
 
 def check_rng(rng: Any, argument: str = "rng") -> None:
     """Raise ``TypeError`` unless ``rng`` is one of the accepted generator kinds."""
-    if rng is None or isinstance(rng, (torch.Generator, np.random.Generator)) or is_julia_rng(rng):
+    if rng is None or isinstance(rng, (torch.Generator, np.random.Generator)) or is_julia_rng(rng) or _custom(rng):
         return
     if type(rng).__module__.startswith("cupy"):
         return
@@ -67,6 +116,8 @@ def normal_like(like: Any, rng: RNGLike = None) -> Any:
     """Standard normal draws with the shape, kind, dtype and device of ``like``."""
     shape = tuple(like.shape)
     kind = array_kind(like)
+    if rng is not None and not isinstance(rng, (torch.Generator, np.random.Generator)) and _custom(rng):
+        return _as_kind(rng.noise(shape), like, float_dtype=True)
     if kind == "torch":
         if rng is None:
             return torch.randn(shape, dtype=like.dtype, device=like.device)
@@ -122,6 +173,8 @@ def permutation_like(n: int, like: Any, rng: RNGLike = None, seed: int | None = 
 
         rng = juliarng.MersenneTwister(int(seed), julia=juliarng.DEFAULT_JULIA)
     kind = array_kind(like)
+    if rng is not None and not isinstance(rng, (torch.Generator, np.random.Generator)) and _custom(rng):
+        return _as_kind(rng.permutation(n), like, float_dtype=False)
     if kind == "torch":
         device = like.device
         if rng is None:
@@ -156,3 +209,28 @@ def permutation_like(n: int, like: Any, rng: RNGLike = None, seed: int | None = 
             return rng.permutation(n).astype(cupy.int64)
     check_rng(rng)
     raise TypeError(f"cannot draw a permutation for an array of kind {kind!r}")
+
+
+def _as_kind(value: Any, like: Any, *, float_dtype: bool) -> Any:
+    """``value`` as an array of ``like``'s kind and device (and dtype, for noise)."""
+    kind = array_kind(like)
+    if kind == "torch":
+        t = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
+        return t.to(device=like.device, dtype=like.dtype if float_dtype else torch.int64)
+    if kind == "cupy":
+        import cupy
+
+        return cupy.asarray(value, dtype=like.dtype if float_dtype else cupy.int64)
+    arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    return arr.astype(like.dtype if float_dtype else np.int64, copy=False)
+
+
+def shuffle_rows(z: Any, rng: RNGLike = None, seed: int | None = None) -> Any:
+    """``z`` with its rows (samples) permuted: ``z[perm]``.
+
+    A stream that shuffles codes itself (one with a ``shuffle_rows(z)`` method, such as
+    the distributed stream that permutes across processes) does so unless ``seed`` is set.
+    """
+    if seed is None and rng is not None and hasattr(rng, "shuffle_rows"):
+        return rng.shuffle_rows(z)
+    return z[permutation_like(z.shape[0], z, rng=rng, seed=seed)]

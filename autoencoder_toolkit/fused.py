@@ -52,7 +52,7 @@ from ._validation import check_weight
 from .decoders import decoder_loglikelihood
 from .encoders import encoder_kl
 from .outputs import OptimizerPair, VAEOutput
-from .vaes import check_loss_value, resolve_weight
+from .vaes import grads_finite, raise_non_finite_gradient, resolve_weight
 
 __all__ = ["FusedLosses", "fused_losses", "fused_train_step"]
 
@@ -160,12 +160,11 @@ def fused_losses(model: nn.Module, x: torch.Tensor, x_out: torch.Tensor | None =
     enc = call_unchecked(vae.encoder, x)
     z = vae.encoder.reparameterize(enc, rng=rng)
     dec = call_unchecked(vae.decoder, z)
-    perm = _random.permutation_like(z.shape[0], z, rng=rng, seed=seed)
 
     ll = torch.mean(loglik(x_out, z, vae.decoder, dec))
     kl = torch.mean(kl_fn(vae.encoder, enc))
     z_critic = _ScaleGradient.apply(z, α)
-    g_joint, g_marg = _critic_pair(mi, x, z_critic, z.detach()[perm])
+    g_joint, g_marg = _critic_pair(mi, x, z_critic, _random.shuffle_rows(z.detach(), rng=rng, seed=seed))
     mean_joint = torch.mean(g_joint)
     mean_marg = torch.mean(torch.exp(g_marg - 1))
     info = mean_joint - mean_marg
@@ -188,21 +187,36 @@ def fused_losses(model: nn.Module, x: torch.Tensor, x_out: torch.Tensor | None =
 
 def fused_train_step(model: nn.Module, x: torch.Tensor, x_out: torch.Tensor | None, opt: OptimizerPair,
                      vae_kwargs: Mapping[str, Any], mi_kwargs: Mapping[str, Any],
-                     infomaxloss_function: Callable, miloss_function: Callable) -> tuple[float, float]:
-    """One fused step: forward, check both losses, one backward, step both optimizers."""
-    from .infomaxvaes import infomaxloss, miloss
+                     infomaxloss_function: Callable, miloss_function: Callable,
+                     ddp: Any = None) -> tuple[float, float]:
+    """One fused step: forward, check both losses, one backward, step both optimizers.
+
+    With ``ddp`` (a :class:`~autoencoder_toolkit.distributed.DistributedInfoMaxVAE`) the
+    forward pass runs inside its DistributedDataParallel module, so the backward pass
+    averages the gradients across processes.
+    """
+    from .infomaxvaes import infomaxloss, losses_finite, miloss, raise_non_finite
 
     if infomaxloss_function is not infomaxloss or miloss_function is not miloss:
         raise ValueError(
             "fused=True computes infomaxloss and miloss itself; custom infomaxloss_function or "
             "miloss_function need fused=False"
         )
-    losses = fused_losses(model, x, x_out, vae_kwargs, mi_kwargs)
-    check_loss_value(losses.vae_loss, "infomaxloss", x if x_out is None else x_out, "x" if x_out is None else "x_out")
-    check_loss_value(losses.mi_loss, "miloss", x, "x")
+    if ddp is not None:
+        losses = ddp.call("fused", fused_losses, model, x, x_out, vae_kwargs, mi_kwargs)
+    else:
+        losses = fused_losses(model, x, x_out, vae_kwargs, mi_kwargs)
+    if not losses_finite(ddp, losses.vae_loss, losses.mi_loss):
+        target, name = (x, "x") if x_out is None else (x_out, "x_out")
+        raise_non_finite([(losses.vae_loss, "infomaxloss"), (losses.mi_loss, "miloss")], target, name)
     opt.vae.zero_grad(set_to_none=True)
     opt.mi.zero_grad(set_to_none=True)
     losses.surrogate.backward()
+    params = [p for group in (*opt.vae.param_groups, *opt.mi.param_groups) for p in group["params"]]
+    if not grads_finite(params):
+        opt.vae.zero_grad(set_to_none=True)
+        opt.mi.zero_grad(set_to_none=True)
+        raise_non_finite_gradient("infomaxloss or miloss")
     opt.vae.step()
     opt.mi.step()
     opt.vae.zero_grad(set_to_none=True)

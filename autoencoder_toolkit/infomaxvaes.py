@@ -41,7 +41,8 @@ from .decoders import decoder_loglikelihood
 from .encoders import encoder_kl
 from .layers import Chain, Dense, Flatten, dense_chain, glorot_uniform
 from .outputs import InfoMaxVAEOutput, OptimizerPair, VAEOutput
-from .vaes import VAE, _data, _split_train_args, _target, check_loss_value, resolve_weight
+from .vaes import (VAE, _data, _split_train_args, _target, check_loss_value, grads_finite,
+                   raise_non_finite_gradient, resolve_weight)
 
 __all__ = [
     "MutualInfoChain",
@@ -200,8 +201,7 @@ class InfoMaxVAE(CheckedModule):
 # ----------------------------------------------------------------------------------
 
 def _shuffle(z: Any, seed: Any, rng: Any) -> Any:
-    perm = _random.permutation_like(z.shape[0], z, rng=rng, seed=seed)
-    return z[perm]
+    return _random.shuffle_rows(z, rng=rng, seed=seed)
 
 
 def _check_seed(seed: Any) -> None:
@@ -484,12 +484,17 @@ def train_(model: InfoMaxVAE, x: Any, *args: Any,
     Raises
     ------
     FloatingPointError
-        If either loss is NaN or infinite. Every parameter and optimizer state is then
-        exactly as before the call.
+        If either loss or its gradient is NaN or infinite. Every parameter and optimizer
+        state is then exactly as before the call.
     """
     x_out, opt = _split_train_args(args, "train_")
+    ddp = None
     if not isinstance(model, InfoMaxVAE):
-        raise TypeError(f"model: expected an InfoMaxVAE, got {type(model).__name__}")
+        from .distributed import DistributedInfoMaxVAE
+
+        if not isinstance(model, DistributedInfoMaxVAE):
+            raise TypeError(f"model: expected an InfoMaxVAE, got {type(model).__name__}")
+        ddp, model = model, model.module
     opt = _check_optimizers(opt)
     for name, kw in (("infomaxloss_kwargs", infomaxloss_kwargs), ("miloss_kwargs", miloss_kwargs)):
         if kw is not None and not isinstance(kw, Mapping):
@@ -508,10 +513,10 @@ def train_(model: InfoMaxVAE, x: Any, *args: Any,
         from .fused import fused_train_step
 
         l_vae, l_mi = fused_train_step(model, x_t, x_out_t, opt, vae_kwargs, mi_kwargs,
-                                       infomaxloss_function, miloss_function)
+                                       infomaxloss_function, miloss_function, ddp=ddp)
     else:
         l_vae, l_mi = _faithful_step(model, x_t, x_out_t, opt, vae_kwargs, mi_kwargs,
-                                     infomaxloss_function, miloss_function)
+                                     infomaxloss_function, miloss_function, ddp=ddp)
     if loss_return:
         return l_vae, l_mi
     if verbose:
@@ -520,32 +525,63 @@ def train_(model: InfoMaxVAE, x: Any, *args: Any,
     return None
 
 
+def _direct_call(name: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    return fn(*args, **kwargs)
+
+
+def losses_finite(ddp: Any, *values: torch.Tensor) -> bool:
+    """Whether the losses are finite (on every process, when training is distributed)."""
+    if ddp is not None and ddp.context.enabled:
+        return ddp.all_finite(*values)
+    return all(bool(torch.isfinite(v).all()) for v in values)
+
+
+def raise_non_finite(named: Sequence[tuple[torch.Tensor, str]], data: torch.Tensor, data_name: str) -> None:
+    """Raise the error for non-finite losses: this process's own, or another process's."""
+    for value, name in named:
+        check_loss_value(value, name, data, data_name)
+    raise FloatingPointError(
+        "a loss is not finite on another process; no parameter or optimizer state was changed. Lower the "
+        "learning rate, check the data scale, or resume from the last checkpoint"
+    )
+
+
 def _faithful_step(model: InfoMaxVAE, x: torch.Tensor, x_out: torch.Tensor | None, opt: OptimizerPair,
                    vae_kwargs: dict, mi_kwargs: dict, infomaxloss_function: Callable,
-                   miloss_function: Callable) -> tuple[float, float]:
+                   miloss_function: Callable, ddp: Any = None) -> tuple[float, float]:
     vae, mi = model.vae, model.mi
+    call = ddp.call if ddp is not None else _direct_call
     data_args = (x,) if x_out is None else (x, x_out)
+    target, target_name = (x, "x") if x_out is None else (x_out, "x_out")
     vae_params = [p for p in vae.parameters() if p.requires_grad]
     mi_params = [p for p in mi.parameters() if p.requires_grad]
 
     # Step 1: the VAE on infomaxloss; the critic is a constant.
     fn = _infomaxloss_impl if infomaxloss_function is infomaxloss else infomaxloss_function
-    l_vae = fn(vae, mi, *data_args, **vae_kwargs)
-    check_loss_value(l_vae, "infomaxloss", data_args[-1], "x_out" if x_out is not None else "x")
+    l_vae = call("vae", fn, vae, mi, *data_args, **vae_kwargs)
+    if not losses_finite(ddp, l_vae):
+        raise_non_finite([(l_vae, "infomaxloss")], target, target_name)
     opt.vae.zero_grad(set_to_none=True)
     l_vae.backward(inputs=vae_params)
+    if not grads_finite(vae_params):
+        opt.vae.zero_grad(set_to_none=True)
+        raise_non_finite_gradient("infomaxloss")
     snapshot = _snapshot(vae_params, opt.vae)
     opt.vae.step()
     opt.vae.zero_grad(set_to_none=True)
 
     # Step 2: the critic on miloss, with a fresh pass of the updated VAE.
     fn = _miloss_impl if miloss_function is miloss else miloss_function
-    l_mi = fn(vae, mi, x, **mi_kwargs)
-    if not bool(torch.isfinite(l_mi).all()):
+    l_mi = call("mi", fn, vae, mi, x, **mi_kwargs)
+    if not losses_finite(ddp, l_mi):
         _restore(vae_params, opt.vae, snapshot)
-        check_loss_value(l_mi, "miloss", x, "x")
+        raise_non_finite([(l_mi, "miloss")], x, "x")
     opt.mi.zero_grad(set_to_none=True)
     l_mi.backward(inputs=mi_params)
+    if not grads_finite(mi_params):
+        opt.mi.zero_grad(set_to_none=True)
+        _restore(vae_params, opt.vae, snapshot)
+        raise_non_finite_gradient("miloss")
     opt.mi.step()
     opt.mi.zero_grad(set_to_none=True)
     return float(l_vae.detach()), float(l_mi.detach())

@@ -33,6 +33,10 @@ def setup(optimizer_class: Callable[..., torch.optim.Optimizer], model: nn.Modul
         )
     if not callable(optimizer_class):
         raise TypeError(f"optimizer_class: expected an optimizer class, got {type(optimizer_class).__name__}")
+    from .distributed import DistributedInfoMaxVAE
+
+    if isinstance(model, DistributedInfoMaxVAE):
+        model = model.module
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     from .infomaxvaes import InfoMaxVAE

@@ -25,6 +25,7 @@ from ._modules import CheckedModule, call_unchecked
 from ._validation import as_model_input, check_finite, check_sample_shape, check_weight, module_device_dtype
 from .backends import array_namespace
 from .decoders import AbstractVariationalDecoder, decoder_loglikelihood
+from .densities import reparameterize_with_noise
 from .encoders import AbstractVariationalEncoder, encoder_kl
 from .outputs import VAEOutput
 
@@ -59,7 +60,7 @@ def reparameterize(*args: Any, log: bool = True, rng: Any = None, noise: Any = N
         raise ValueError(f"noise: expected the shape of μ {tuple(μ.shape)}, got {tuple(noise.shape)}")
     if isinstance(noise, torch.Tensor):
         noise = noise.detach()
-    return μ + noise * (xp.exp(σ) if log else σ)
+    return reparameterize_with_noise(μ, σ, noise, log=log)
 
 
 def resolve_weight(primary: Any, alias: Any, primary_name: str, alias_name: str, default: float) -> float:
@@ -148,8 +149,18 @@ def _target(vae: VAE, x_out: Any, x_in: torch.Tensor, name: str = "x_out", *, fi
 def _loss_core(vae: VAE, x_in: torch.Tensor, x_out: torch.Tensor, β: float,
                reconstruction_loglikelihood: Callable, kl_divergence: Callable,
                reg_function: Callable | None, reg_kwargs: Mapping[str, Any], reg_strength: float,
-               rng: Any) -> torch.Tensor:
-    out = vae.forward(x_in, latent=True, rng=rng)
+               rng: Any, kernels: Any = None) -> torch.Tensor:
+    if kernels is None:
+        out = vae.forward(x_in, latent=True, rng=rng)
+    else:  # the per-sample terms through the fused CuPy kernels
+        from .backends.torch_bridge import kernel_functions
+
+        kf = kernel_functions(kernels, x_in, x_out, reconstruction_loglikelihood=reconstruction_loglikelihood,
+                              kl_divergence=kl_divergence)
+        reconstruction_loglikelihood, kl_divergence = kf.loglikelihood, kf.kl
+        enc = call_unchecked(vae.encoder, x_in)
+        z = kf.reparameterize(vae.encoder, enc, rng)
+        out = VAEOutput(enc, z, call_unchecked(vae.decoder, z))
     ll = reconstruction_loglikelihood(x_out, out.z, vae.decoder, out.decoder)
     kl = kl_divergence(vae.encoder, out.encoder)
     value = -torch.mean(ll) + β * torch.mean(kl)
@@ -162,7 +173,8 @@ def loss(vae: VAE, x_in: Any, x_out: Any = None, *, β: float | None = None,
          reconstruction_loglikelihood: Callable = decoder_loglikelihood,
          kl_divergence: Callable = encoder_kl,
          reg_function: Callable | None = None, reg_kwargs: Mapping[str, Any] | None = None,
-         reg_strength: float = 1.0, rng: Any = None, beta: float | None = None) -> torch.Tensor:
+         reg_strength: float = 1.0, rng: Any = None, beta: float | None = None,
+         kernels: str | None = None) -> torch.Tensor:
     """The VAE loss (negative ELBO with weight ``β``) on a batch, as a 0-d tensor.
 
     ``loss(vae, x)`` reconstructs ``x``; ``loss(vae, x_in, x_out)`` encodes ``x_in`` and
@@ -181,6 +193,10 @@ def loss(vae: VAE, x_in: Any, x_out: Any = None, *, β: float | None = None,
         ``VAEOutput`` of the forward pass; its value is added times ``reg_strength``.
     rng:
         Source of the reparameterisation noise.
+    kernels:
+        ``None`` (torch's own operations) or ``"cupy"``: the reparameterisation, the
+        log-likelihood and the KL term run as fused CuPy kernels inside autograd
+        (:mod:`autoencoder_toolkit.backends.torch_bridge`); needs the model on CUDA.
     """
     if not isinstance(vae, VAE):
         raise TypeError(f"vae: expected a VAE, got {type(vae).__name__}")
@@ -189,14 +205,14 @@ def loss(vae: VAE, x_in: Any, x_out: Any = None, *, β: float | None = None,
     return _loss_impl(vae, x_in_t, x_out_t, β=β, beta=beta,
                       reconstruction_loglikelihood=reconstruction_loglikelihood,
                       kl_divergence=kl_divergence, reg_function=reg_function, reg_kwargs=reg_kwargs,
-                      reg_strength=reg_strength, rng=rng)
+                      reg_strength=reg_strength, rng=rng, kernels=kernels)
 
 
 def _loss_impl(vae: VAE, x_in: torch.Tensor, x_out: torch.Tensor | None = None, *, β: Any = None,
                reconstruction_loglikelihood: Callable = decoder_loglikelihood,
                kl_divergence: Callable = encoder_kl, reg_function: Callable | None = None,
                reg_kwargs: Mapping[str, Any] | None = None, reg_strength: Any = 1.0, rng: Any = None,
-               beta: Any = None) -> torch.Tensor:
+               beta: Any = None, kernels: Any = None) -> torch.Tensor:
     """:func:`loss` on data already converted and checked (keywords are still checked)."""
     β = resolve_weight(β, beta, "β", "beta", 1.0)
     reg_strength = check_weight(reg_strength, "reg_strength")
@@ -204,7 +220,7 @@ def _loss_impl(vae: VAE, x_in: torch.Tensor, x_out: torch.Tensor | None = None, 
         raise TypeError(f"reg_kwargs: expected a mapping of keyword arguments, got {type(reg_kwargs).__name__}")
     _random.check_rng(rng)
     return _loss_core(vae, x_in, x_in if x_out is None else x_out, β, reconstruction_loglikelihood,
-                      kl_divergence, reg_function, reg_kwargs or {}, reg_strength, rng)
+                      kl_divergence, reg_function, reg_kwargs or {}, reg_strength, rng, kernels)
 
 
 def _split_train_args(args: tuple, fname: str) -> tuple[Any, Any]:
@@ -226,14 +242,30 @@ def check_loss_value(value: torch.Tensor, name: str, data: torch.Tensor, data_na
     )
 
 
+def grads_finite(params: list[torch.Tensor]) -> bool:
+    """Whether every gradient is finite (one reduction per tensor; an overflowing sum counts as not)."""
+    sums = [p.grad.sum() for p in params if p.grad is not None]
+    return not sums or bool(torch.isfinite(torch.stack(sums).sum()))
+
+
+def raise_non_finite_gradient(name: str) -> None:
+    """The error for a finite loss whose gradient is NaN or infinite."""
+    raise FloatingPointError(
+        f"the gradient of {name} is not finite; no parameter or optimizer state was changed. Lower the "
+        "learning rate, check the data scale, or resume from the last checkpoint"
+    )
+
+
 def train_(vae: VAE, x: Any, *args: Any, loss_function: Callable = loss,
            loss_kwargs: Mapping[str, Any] | None = None, verbose: bool = False,
-           loss_return: bool = False, rng: Any = None) -> float | None:
+           loss_return: bool = False, rng: Any = None, kernels: str | None = None) -> float | None:
     """One optimisation step of a VAE, in place: ``train_(vae, x, opt)`` or ``train_(vae, x_in, x_out, opt)``.
 
     Computes ``loss_function(vae, x, **loss_kwargs)`` (or with ``x_in, x_out``), its
     gradient with respect to the VAE's parameters, and takes one step of ``opt`` (a
     ``torch.optim.Optimizer``, e.g. from :func:`autoencoder_toolkit.setup`).
+
+    ``kernels="cupy"`` is passed to the loss (see :func:`loss`).
 
     Returns the loss before the step as a float when ``loss_return`` (nothing is
     printed then); otherwise prints ``Loss: ...`` when ``verbose`` and returns ``None``.
@@ -241,7 +273,8 @@ def train_(vae: VAE, x: Any, *args: Any, loss_function: Callable = loss,
     Raises
     ------
     FloatingPointError
-        If the loss is NaN or infinite; parameters and optimizer state are unchanged.
+        If the loss or its gradient is NaN or infinite; parameters and optimizer state are
+        unchanged.
     """
     x_out, opt = _split_train_args(args, "train_")
     if not isinstance(vae, VAE):
@@ -253,6 +286,8 @@ def train_(vae: VAE, x: Any, *args: Any, loss_function: Callable = loss,
     kwargs = dict(loss_kwargs or {})
     if rng is not None:
         kwargs.setdefault("rng", rng)
+    if kernels is not None:
+        kwargs.setdefault("kernels", kernels)
     x_t = _data(vae, x, "x_in" if x_out is not None else "x", finite=False)
     data_args = (x_t,) if x_out is None else (x_t, _target(vae, x_out, x_t, finite=False))
     params = [p for p in vae.parameters() if p.requires_grad]
@@ -261,6 +296,9 @@ def train_(vae: VAE, x: Any, *args: Any, loss_function: Callable = loss,
     check_loss_value(value, "the VAE loss", data_args[-1] if x_out is not None else x_t, "x")
     opt.zero_grad(set_to_none=True)
     value.backward(inputs=params)
+    if not grads_finite(params):
+        opt.zero_grad(set_to_none=True)
+        raise_non_finite_gradient("the VAE loss")
     opt.step()
     opt.zero_grad(set_to_none=True)
     result = float(value.detach())

@@ -314,3 +314,17 @@ def test_training_raises_the_mi_estimate_and_lowers_the_vae_loss():
     mi1, l1 = evaluate()
     assert mi1 > mi0 + 0.2, (mi0, mi1)
     assert l1 < l0 - 1.0, (l0, l1)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_finite_loss_with_a_non_finite_gradient_changes_nothing(small_infomax, x, fused):
+    m = small_infomax
+    opt = setup(torch.optim.Adam, m)
+    train_(m, x, opt, fused=fused)
+    before = [p.detach().clone() for p in m.parameters()]
+    # value 0, gradient NaN (sqrt at 0)
+    reg = lambda out: (out.z * 0).abs().sqrt().sum()  # noqa: E731
+    with pytest.raises(FloatingPointError, match="gradient of infomaxloss"):
+        train_(m, x, opt, fused=fused, infomaxloss_kwargs={"regularization": reg})
+    assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))
+    assert all(p.grad is None for p in m.parameters())

@@ -248,6 +248,13 @@ def arrays(draw):
 
 _MODEL = _model()
 _OPT = setup(torch.optim.SGD, _MODEL, lr=0.0)
+_PRISTINE = {k: v.clone() for k, v in _MODEL.state_dict().items()}
+
+
+def _fresh_model():
+    """The shared model, reset to its initial weights."""
+    _MODEL.load_state_dict(_PRISTINE)
+    return _MODEL
 
 
 def _fine_input(a) -> bool:
@@ -260,7 +267,7 @@ def _fine_input(a) -> bool:
 @given(arrays())
 def test_fuzz_model_calls_give_results_or_documented_errors(a):
     try:
-        out = _MODEL(a)
+        out = _fresh_model()(a)
     except DOCUMENTED:
         assert not _fine_input(a)
         return
@@ -271,6 +278,7 @@ def test_fuzz_model_calls_give_results_or_documented_errors(a):
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(arrays(), st.floats(-2, 5), st.floats(-2, 5))
 def test_fuzz_losses_and_training(a, β, α):
+    _fresh_model()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for fn in (lambda: infomaxloss(_MODEL.vae, _MODEL.mi, a, β=β, α=α),
@@ -283,6 +291,8 @@ def test_fuzz_losses_and_training(a, β, α):
             assert β >= 0 and α >= 0 and _fine_input(a)
             v = value if isinstance(value, tuple) else (float(value.detach()),)
             assert all(math.isfinite(float(t)) for t in v)
+        # a training step either raised or left finite parameters (lr = 0: unchanged ones)
+        assert all(torch.equal(p, _PRISTINE[k]) for k, p in _MODEL.state_dict().items())
 
 
 @settings(max_examples=150, deadline=None)
