@@ -276,7 +276,12 @@ end
 # Draws
 # ---------------------------------------------------------------------------
 
-"Seed, then draw in the case's order exactly as the reference draws."
+"""
+Seed, then draw in the case's order exactly as the reference draws.  A shuffle
+with an `rng` entry `{"type": "MersenneTwister", "seed": k}` is what the
+reference's `seed = k` keyword means (it raises, D1): `shuffle(MersenneTwister(k), 1:n)`,
+which leaves the global generator untouched.
+"""
 function replay_draws(case)
     Random.seed!(Int(case["julia_seed"]))
     vals = Dict{String,Any}()
@@ -285,7 +290,15 @@ function replay_draws(case)
             dims = reverse(Int[Int(s) for s in d["shape"]])
             vals[d["name"]] = randn(Float32, dims...)
         elseif d["kind"] == "shuffle"
-            vals[d["name"]] = Random.shuffle(Random.GLOBAL_RNG, 1:Int(d["n"])) .- 1
+            spec = get(d, "rng", nothing)
+            n = Int(d["n"])
+            if spec === nothing
+                vals[d["name"]] = Random.shuffle(Random.GLOBAL_RNG, 1:n) .- 1
+            elseif spec["type"] == "MersenneTwister"
+                vals[d["name"]] = Random.shuffle(Random.MersenneTwister(Int(spec["seed"])), 1:n) .- 1
+            else
+                error("unknown draw generator $(spec["type"])")
+            end
         else
             error("unknown draw kind $(d["kind"])")
         end
