@@ -149,9 +149,18 @@ def init_process_group(backend: str | None = None, *, device: str | torch.device
 
 
 def destroy_process_group() -> None:
-    """Leave the process group (if any) and forget the context."""
+    """Leave the process group (if any) and forget the context.
+
+    Release the DDP modules first (:meth:`DistributedInfoMaxVAE.close`); every process
+    waits at a barrier so that none tears its connections down while another still
+    communicates.
+    """
     global _CONTEXT
     if dist.is_available() and dist.is_initialized():
+        import gc
+
+        gc.collect()
+        dist.barrier()
         dist.destroy_process_group()
     _CONTEXT = None
 
@@ -261,6 +270,10 @@ class DistributedInfoMaxVAE:
     def parameters(self) -> Iterator[nn.Parameter]:
         """The wrapped model's parameters."""
         return self.module.parameters()
+
+    def close(self) -> None:
+        """Release the DDP modules (call before :func:`destroy_process_group`)."""
+        self._wrappers.clear()
 
 
 def wrap(model: nn.Module, context: DistributedContext | None = None, **ddp_kwargs: Any) -> DistributedInfoMaxVAE:

@@ -62,6 +62,8 @@ def main() -> int:
         np.save(cfg["out"], flat(model).numpy())
         with open(cfg["out"] + ".json", "w") as fh:
             json.dump(losses, fh)
+    wrapped.close()
+    del wrapped
     distributed.destroy_process_group()
     return 0
 

@@ -236,7 +236,8 @@ def arrays(draw):
     shape = draw(_shapes)
     if np.issubdtype(dtype, np.floating):
         width = 16 if dtype == np.float16 else 32
-        elements = st.one_of(st.floats(-1e4, 1e4, width=width),
+        # moderate finite values (huge ones may legitimately overflow exp(logσ) to NaN outputs)
+        elements = st.one_of(st.floats(-50, 50, width=width),
                              st.sampled_from([float("nan"), float("inf"), -float("inf")]))
     elif dtype == np.bool_:
         elements = st.booleans()
