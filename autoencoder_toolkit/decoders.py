@@ -31,8 +31,10 @@ from torch import nn
 from ._modules import (CheckedModule, as_activation_list, as_int_list, as_sample_shape,
                        bind_arguments, call_unchecked, leading_linear_in, trailing_linear_out)
 from .activations import get_activation
-from .backends import array_namespace
-from .encoders import LOG2PI, _n_per_sample, _same_shape, sample_sum
+# The log-likelihoods on plain arrays live in the torch-free module ``densities`` (the
+# NumPy inference models use them without torch); they are re-exported here.
+from .densities import (EPS_FLOAT32, bernoulli_loglikelihood, categorical_loglikelihood,
+                        gaussian_loglikelihood)
 from .layers import ActivationOverDims, Chain, Dense, Reshape, dense_chain, glorot_uniform
 from .outputs import GaussianLogParams, GaussianMean, GaussianParams, Probabilities
 
@@ -58,59 +60,6 @@ __all__ = [
     "decoder_loglikelihood",
 ]
 
-#: Machine epsilon of float32, added inside the Bernoulli and categorical logs.
-EPS_FLOAT32: float = float(np.finfo(np.float32).eps)
-
-
-# ----------------------------------------------------------------------------------
-# Pure log-likelihoods on arrays
-# ----------------------------------------------------------------------------------
-
-def bernoulli_loglikelihood(x: Any, p: Any, *, batched: bool = True) -> Any:
-    """``Σ x log(p+ε) + (1−x) log(1−p+ε)`` per sample (``batched``) or in total."""
-    xp = array_namespace(x, p, names=("x", "p"))
-    _same_shape(("p", p), ("x", x))
-    terms = x * xp.log(p + EPS_FLOAT32) + (1 - x) * xp.log(1 - p + EPS_FLOAT32)
-    return sample_sum(xp, terms, batched)
-
-
-def categorical_loglikelihood(x: Any, p: Any, *, batched: bool = True) -> Any:
-    """``Σ x log(p+ε)`` per sample (``batched``) or in total; ``x`` is one-hot (or soft)."""
-    xp = array_namespace(x, p, names=("x", "p"))
-    _same_shape(("p", p), ("x", x))
-    return sample_sum(xp, x * xp.log(p + EPS_FLOAT32), batched)
-
-
-def gaussian_loglikelihood(x: Any, μ: Any, scale: Any = None, *, kind: str = "log",
-                           σ: float = 1.0, batched: bool = True) -> Any:
-    """Diagonal Gaussian log-likelihood of ``x``.
-
-    Parameters
-    ----------
-    kind:
-        ``"log"`` (``scale`` is ``logσ``), ``"linear"`` (``scale`` is ``σ``) or
-        ``"fixed"`` (no ``scale``; the scalar ``σ`` is used for every element).
-    """
-    xp = array_namespace(x, μ, scale, names=("x", "μ", "scale"))
-    _same_shape(("μ", μ), ("x", x))
-    d = x - μ
-    n = _n_per_sample(μ, batched)
-    if kind == "fixed":
-        quad = sample_sum(xp, d * d, batched) / (σ * σ)
-        return -0.5 * quad - 0.5 * n * (2 * math.log(σ) + LOG2PI)
-    _same_shape(("μ", μ), ("logσ" if kind == "log" else "σ", scale))
-    if kind == "log":
-        quad = d * d / xp.exp(2 * scale)
-        logdet = sample_sum(xp, scale, batched)
-    elif kind == "linear":
-        r = d / scale
-        quad = r * r
-        logdet = sample_sum(xp, xp.log(scale), batched)
-    else:
-        raise ValueError(f"kind: expected 'log', 'linear' or 'fixed', got {kind!r}")
-    return -0.5 * sample_sum(xp, quad, batched) - logdet - 0.5 * n * LOG2PI
-
-
 # ----------------------------------------------------------------------------------
 # Type tree
 # ----------------------------------------------------------------------------------
@@ -126,6 +75,12 @@ class AbstractDecoder(CheckedModule):
     def latent_dim(self) -> int | None:
         """Number of latent dimensions the decoder expects, when known."""
         return self.input_shape[0] if self.input_shape else None
+
+    def to_backend(self, backend: str = "numpy", *, device: Any = None) -> Any:
+        """A frozen copy for inference on ``backend`` (``"numpy"``, ``"cupy"``): see :mod:`autoencoder_toolkit.inference`."""
+        from .inference import to_backend
+
+        return to_backend(self, backend, device=device)
 
 
 class AbstractDeterministicDecoder(AbstractDecoder):
@@ -584,13 +539,15 @@ def decoder_loglikelihood(x: Any, z: Any, decoder: AbstractVariationalDecoder, d
 
     ``z`` selects the form: a 1-D code is one sample (scalar result), a 2-D batch gives
     one value per sample ``(B,)``. ``z`` itself enters no formula. With ``index``, the
-    log-likelihood of sample ``index`` of a batch is returned (a scalar). Keywords go to
-    the decoder's ``loglikelihood`` (``σ`` for :class:`SimpleGaussianDecoder`).
+    log-likelihood of sample ``index`` of a batch is returned (a scalar); ``z`` may then
+    be that sample's code ``(L,)`` (the reference's form) or the whole batch ``(B, L)``.
+    Keywords go to the decoder's ``loglikelihood`` (``σ`` for :class:`SimpleGaussianDecoder`).
     """
     if not isinstance(decoder, AbstractVariationalDecoder):
         raise TypeError(f"decoder: expected a variational decoder (e.g. BernoulliDecoder), got {type(decoder).__name__}")
     if index is not None:
         x = x[index]
-        z = z[index]
+        if _batched(z):
+            z = z[index]
         decoder_output = type(decoder_output)(*(f[index] for f in decoder_output))
     return decoder.loglikelihood(x, z, decoder_output, **kwargs)

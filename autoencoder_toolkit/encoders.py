@@ -28,7 +28,11 @@ from . import _random
 from ._modules import (CheckedModule, as_activation_list, as_int_list, as_sample_shape,
                        bind_arguments, call_unchecked, leading_linear_in, trailing_linear_out)
 from .activations import ActivationLike
-from .backends import array_namespace
+# The formulas on plain arrays live in the torch-free module ``densities`` (the NumPy
+# inference models use them without torch); they are re-exported here.
+from .densities import LOG2PI, gaussian_kl, gaussian_logdensity, sample_sum, spherical_logprior
+from .densities import n_per_sample as _n_per_sample
+from .densities import same_shape as _same_shape
 from .layers import Chain, Dense, Flatten, dense_chain, glorot_uniform
 from .outputs import GaussianLogParams, GaussianParams
 
@@ -50,82 +54,6 @@ __all__ = [
     "encoder_kl",
 ]
 
-#: ``log(2π)`` computed in float32, as the reference's ``log(2.0f0π)``.
-LOG2PI: float = float(np.log(np.float32(2 * np.pi)))
-
-
-# ----------------------------------------------------------------------------------
-# Pure functions on arrays
-# ----------------------------------------------------------------------------------
-
-def sample_sum(xp: Any, a: Any, batched: bool) -> Any:
-    """Sum over every axis but the first (``batched``) or over everything (one sample)."""
-    if batched:
-        return xp.sum(xp.reshape(a, (a.shape[0], -1)), axis=1)
-    return xp.sum(a)
-
-
-def _n_per_sample(a: Any, batched: bool) -> int:
-    n = 1
-    for s in (a.shape[1:] if batched else a.shape):
-        n *= int(s)
-    return n
-
-
-def spherical_logprior(z: Any) -> Any:
-    """Log density of the standard normal prior, ``log N(z; 0, I)``.
-
-    ``z`` of shape ``(L,)`` gives a scalar; ``(B, L)`` gives ``(B,)``.
-    """
-    xp = array_namespace(z, names=("z",))
-    batched = z.ndim >= 2
-    return -0.5 * sample_sum(xp, z * z, batched) - 0.5 * _n_per_sample(z, batched) * LOG2PI
-
-
-def gaussian_logdensity(z: Any, μ: Any, scale: Any, *, log: bool = True) -> Any:
-    """Log density of a diagonal Gaussian at ``z``.
-
-    ``scale`` is ``logσ`` when ``log=True`` and ``σ`` otherwise. Shapes as
-    :func:`spherical_logprior`; ``z``, ``μ`` and ``scale`` must have equal shapes.
-    """
-    xp = array_namespace(z, μ, scale, names=("z", "μ", "logσ" if log else "σ"))
-    _same_shape(("z", z), ("μ", μ), ("logσ" if log else "σ", scale))
-    batched = z.ndim >= 2
-    d = z - μ
-    if log:
-        quad = d * d / xp.exp(2 * scale)
-        logdet = sample_sum(xp, scale, batched)
-    else:
-        quad = d * d / (scale * scale)
-        logdet = sample_sum(xp, xp.log(scale), batched)
-    return -0.5 * sample_sum(xp, quad, batched) - logdet - 0.5 * _n_per_sample(z, batched) * LOG2PI
-
-
-def gaussian_kl(μ: Any, scale: Any, *, log: bool = True) -> Any:
-    """KL divergence from ``N(μ, diag σ²)`` to ``N(0, I)``, one value per sample.
-
-    ``scale`` is ``logσ`` (``log=True``) or ``σ``. ``(L,)`` gives a scalar, ``(B, L)``
-    gives ``(B,)``.
-    """
-    xp = array_namespace(μ, scale, names=("μ", "logσ" if log else "σ"))
-    _same_shape(("μ", μ), ("logσ" if log else "σ", scale))
-    batched = μ.ndim >= 2
-    if log:
-        terms = xp.exp(2 * scale) + μ * μ - 1 - 2 * scale
-    else:
-        terms = scale * scale + μ * μ - 1 - 2 * xp.log(scale)
-    return 0.5 * sample_sum(xp, terms, batched)
-
-
-def _same_shape(*named: tuple[str, Any]) -> None:
-    first_name, first = named[0]
-    for name, a in named[1:]:
-        if tuple(a.shape) != tuple(first.shape):
-            raise ValueError(
-                f"{name}: expected the shape of {first_name} {tuple(first.shape)}, got {tuple(a.shape)}"
-            )
-
-
 # ----------------------------------------------------------------------------------
 # Type tree
 # ----------------------------------------------------------------------------------
@@ -135,6 +63,12 @@ class AbstractEncoder(CheckedModule):
 
     #: Number of latent dimensions, when known.
     latent_dim: int | None = None
+
+    def to_backend(self, backend: str = "numpy", *, device: Any = None) -> Any:
+        """A frozen copy for inference on ``backend`` (``"numpy"``, ``"cupy"``): see :mod:`autoencoder_toolkit.inference`."""
+        from .inference import to_backend
+
+        return to_backend(self, backend, device=device)
 
 
 class AbstractDeterministicEncoder(AbstractEncoder):

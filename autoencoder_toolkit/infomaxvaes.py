@@ -38,6 +38,7 @@ from ._validation import (as_model_input, check_finite, check_mi_batch, check_we
                           n_samples_of)
 from .backends import array_namespace
 from .decoders import decoder_loglikelihood
+from .densities import mutual_info_bound  # written once for NumPy, torch and CuPy arrays
 from .encoders import encoder_kl
 from .layers import Chain, Dense, Flatten, dense_chain, glorot_uniform
 from .outputs import InfoMaxVAEOutput, OptimizerPair, VAEOutput
@@ -140,6 +141,12 @@ class MutualInfoChain(CheckedModule):
         h = torch.cat([call_unchecked(self.data, x), call_unchecked(self.latent, z)], dim=-1)
         return call_unchecked(self.mlp, h).reshape(-1)
 
+    def to_backend(self, backend: str = "numpy", *, device: Any = None) -> Any:
+        """A frozen copy for inference on ``backend`` (``"numpy"``, ``"cupy"``): see :mod:`autoencoder_toolkit.inference`."""
+        from .inference import to_backend
+
+        return to_backend(self, backend, device=device)
+
 
 # ----------------------------------------------------------------------------------
 # The model
@@ -179,6 +186,12 @@ class InfoMaxVAE(CheckedModule):
     def latent_dim(self) -> int | None:
         """Number of latent dimensions, when known."""
         return self.vae.latent_dim
+
+    def to_backend(self, backend: str = "numpy", *, device: Any = None) -> Any:
+        """A frozen copy for inference on ``backend`` (``"numpy"``, ``"cupy"``): see :mod:`autoencoder_toolkit.inference`."""
+        from .inference import to_backend
+
+        return to_backend(self, backend, device=device)
 
     def __call__(self, x: Any, latent: bool = False, seed: int | None = None, rng: Any = None) -> Any:  # type: ignore[override]
         x_t = self._check_input(x)
@@ -230,18 +243,9 @@ def shuffle_latent(z: Any, seed: int | None = None, rng: Any = None) -> Any:
     return _shuffle(z, seed, rng)
 
 
-def mutual_info_bound(g_joint: Any, g_shuffled: Any) -> Any:
-    """The MI lower bound from critic values: ``mean(g_joint) − mean(exp(g_shuffled − 1))``.
-
-    ``g_joint`` are critic values on matched pairs ``(x_b, z_b)`` and ``g_shuffled`` on
-    mismatched pairs ``(x_b, z̃_b)``. NumPy, torch and CuPy arrays are accepted.
-    """
-    xp = array_namespace(g_joint, g_shuffled, names=("g_joint", "g_shuffled"))
-    return xp.mean(g_joint) - xp.mean(xp.exp(g_shuffled - 1))
-
-
-def _mi_from_critic(mi: MutualInfoChain, x: torch.Tensor, z: torch.Tensor, z_shuffle: torch.Tensor) -> torch.Tensor:
-    return mutual_info_bound(call_unchecked(mi, x, z), call_unchecked(mi, x, z_shuffle))
+def _mi_from_critic(mi: MutualInfoChain, x: torch.Tensor, z: torch.Tensor, z_shuffle: torch.Tensor,
+                    bound: Callable = mutual_info_bound) -> torch.Tensor:
+    return bound(call_unchecked(mi, x, z), call_unchecked(mi, x, z_shuffle))
 
 
 def variational_mutual_info(model: Any, x: Any, z: Any = None, z_shuffle: Any = None, *,
@@ -311,7 +315,7 @@ def _infomaxloss_impl(vae: VAE, mi: MutualInfoChain, x_in: torch.Tensor, x_out: 
                       reconstruction_loglikelihood: Callable = decoder_loglikelihood,
                       kl_divergence: Callable = encoder_kl, regularization: Callable | None = None,
                       reg_strength: Any = 1.0, seed: int | None = None, rng: Any = None,
-                      beta: Any = None, alpha: Any = None) -> torch.Tensor:
+                      beta: Any = None, alpha: Any = None, kernels: Any = None) -> torch.Tensor:
     β = resolve_weight(β, beta, "β", "beta", 1.0)
     α = resolve_weight(α, alpha, "α", "alpha", 1.0)
     reg_strength = check_weight(reg_strength, "reg_strength")
@@ -325,17 +329,24 @@ def _infomaxloss_impl(vae: VAE, mi: MutualInfoChain, x_in: torch.Tensor, x_out: 
         from . import juliarng
 
         shuffle_rng = juliarng.MersenneTwister(int(seed), julia=juliarng.DEFAULT_JULIA)
+    bound = mutual_info_bound
+    if kernels is not None:  # the per-sample terms and the bound through the fused CuPy kernels
+        from .backends.torch_bridge import kernel_functions
+
+        kf = kernel_functions(kernels, x_in, x_out, reconstruction_loglikelihood=reconstruction_loglikelihood,
+                              kl_divergence=kl_divergence)
+        reconstruction_loglikelihood, kl_divergence, bound = kf.loglikelihood, kf.kl, kf.bound
     enc = call_unchecked(vae.encoder, x_in)
     kl = torch.mean(kl_divergence(vae.encoder, enc))
     ll_total = 0.0
     mi_total = 0.0
     reg_total = 0.0
     for _ in range(n_samples):
-        z = vae.encoder.reparameterize(enc, rng=rng)
+        z = vae.encoder.reparameterize(enc, rng=rng) if kernels is None else kf.reparameterize(vae.encoder, enc, rng)
         dec = call_unchecked(vae.decoder, z)
         ll_total = ll_total + torch.mean(reconstruction_loglikelihood(x_out, z, vae.decoder, dec))
         z_shuffle = _shuffle(z.detach(), None, shuffle_rng)
-        mi_total = mi_total + _mi_from_critic(mi, x_in, z, z_shuffle)
+        mi_total = mi_total + _mi_from_critic(mi, x_in, z, z_shuffle, bound)
         if regularization is not None:
             reg_total = reg_total + regularization(VAEOutput(enc, z, dec))
     value = -ll_total / n_samples + β * kl - α * (mi_total / n_samples)
@@ -349,7 +360,7 @@ def infomaxloss(vae: VAE, mi: MutualInfoChain, x_in: Any, x_out: Any = None, *,
                 reconstruction_loglikelihood: Callable = decoder_loglikelihood,
                 kl_divergence: Callable = encoder_kl, regularization: Callable | None = None,
                 reg_strength: float = 1.0, seed: int | None = None, rng: Any = None,
-                beta: float | None = None, alpha: float | None = None) -> torch.Tensor:
+                beta: float | None = None, alpha: float | None = None, kernels: str | None = None) -> torch.Tensor:
     r"""The InfoMax-VAE loss of the VAE, as a 0-d tensor.
 
     .. math::
@@ -376,6 +387,10 @@ def infomaxloss(vae: VAE, mi: MutualInfoChain, x_in: Any, x_out: Any = None, *,
     rng:
         Source of the noise and (without ``seed``) of the permutations. Per draw the
         order is: noise, then permutation.
+    kernels:
+        ``None`` or ``"cupy"``: the reparameterisation, log-likelihood, KL and MI bound
+        run as fused CuPy kernels inside autograd (the model must be on CUDA); see
+        :mod:`autoencoder_toolkit.backends.torch_bridge`.
 
     The critic is treated as fixed by :func:`train_`, which differentiates with respect
     to the VAE only; the shuffled codes are detached, so their term gives no gradient.
@@ -387,37 +402,46 @@ def infomaxloss(vae: VAE, mi: MutualInfoChain, x_in: Any, x_out: Any = None, *,
     return _infomaxloss_impl(vae, mi, x_in_t, x_out_t, β=β, α=α, n_samples=n_samples,
                              reconstruction_loglikelihood=reconstruction_loglikelihood,
                              kl_divergence=kl_divergence, regularization=regularization,
-                             reg_strength=reg_strength, seed=seed, rng=rng, beta=beta, alpha=alpha)
+                             reg_strength=reg_strength, seed=seed, rng=rng, beta=beta, alpha=alpha,
+                             kernels=kernels)
 
 
 def _miloss_impl(vae: VAE, mi: MutualInfoChain, x: torch.Tensor, *, regularization: Callable | None = None,
-                 reg_strength: Any = 1.0, seed: int | None = None, rng: Any = None) -> torch.Tensor:
+                 reg_strength: Any = 1.0, seed: int | None = None, rng: Any = None,
+                 kernels: Any = None) -> torch.Tensor:
     reg_strength = check_weight(reg_strength, "reg_strength")
     _check_seed(seed)
     _random.check_rng(rng)
     with torch.no_grad():
         vo = vae.forward(x, latent=True, rng=rng)
     z_shuffle = _shuffle(vo.z, seed, rng)
-    value = -_mi_from_critic(mi, x, vo.z, z_shuffle)
+    bound = mutual_info_bound
+    if kernels is not None:
+        from .backends.torch_bridge import kernel_functions
+
+        bound = kernel_functions(kernels, x).bound
+    value = -_mi_from_critic(mi, x, vo.z, z_shuffle, bound)
     if regularization is not None:
         value = value + reg_strength * regularization(vo)
     return value
 
 
 def miloss(vae: VAE, mi: MutualInfoChain, x: Any, *, regularization: Callable | None = None,
-           reg_strength: float = 1.0, seed: int | None = None, rng: Any = None) -> torch.Tensor:
+           reg_strength: float = 1.0, seed: int | None = None, rng: Any = None,
+           kernels: str | None = None) -> torch.Tensor:
     """The critic's loss ``−Î(x; z)`` (plus an optional regulariser), as a 0-d tensor.
 
     Runs a fresh forward pass of the VAE (one noise draw; the VAE is a constant here,
     evaluated without gradient), shuffles the codes (one permutation) and returns the
     negative bound, so that minimising it tightens the bound. ``regularization`` receives
-    the ``VAEOutput`` of that forward pass. ``seed`` and ``rng`` as in :func:`infomaxloss`.
+    the ``VAEOutput`` of that forward pass. ``seed``, ``rng`` and ``kernels`` as in
+    :func:`infomaxloss`.
     """
     _check_pair(vae, mi)
     x_t = _data(vae, x, "x")
     check_mi_batch(n_samples_of(x_t, vae.input_shape))
     return _miloss_impl(vae, mi, x_t, regularization=regularization, reg_strength=reg_strength,
-                        seed=seed, rng=rng)
+                        seed=seed, rng=rng, kernels=kernels)
 
 
 # ----------------------------------------------------------------------------------
@@ -459,7 +483,7 @@ def train_(model: InfoMaxVAE, x: Any, *args: Any,
            infomaxloss_function: Callable = infomaxloss, infomaxloss_kwargs: Mapping[str, Any] | None = None,
            miloss_function: Callable = miloss, miloss_kwargs: Mapping[str, Any] | None = None,
            loss_return: bool = False, verbose: bool = False, rng: Any = None,
-           fused: bool = False) -> tuple[float, float] | None:
+           fused: bool = False, kernels: str | None = None) -> tuple[float, float] | None:
     """One training step of an InfoMaxVAE, in place.
 
     ``train_(model, x, opt)`` or ``train_(model, x_in, x_out, opt)``, with ``opt`` the
@@ -480,6 +504,10 @@ def train_(model: InfoMaxVAE, x: Any, *args: Any,
 
     ``fused=True`` selects the fast path of :mod:`autoencoder_toolkit.fused` (one VAE
     forward pass shared by both steps); see its documentation for how it differs.
+
+    ``kernels="cupy"`` runs the per-sample terms as fused CuPy kernels inside autograd
+    (model and data on CUDA): it is passed to both losses; with ``fused=True`` the
+    log-likelihood and KL terms are fused (see :mod:`autoencoder_toolkit.backends.torch_bridge`).
 
     Raises
     ------
@@ -509,6 +537,15 @@ def train_(model: InfoMaxVAE, x: Any, *args: Any,
     if rng is not None:
         vae_kwargs.setdefault("rng", rng)
         mi_kwargs.setdefault("rng", rng)
+    if kernels is not None and fused:
+        from .backends.torch_bridge import kernel_functions
+
+        kf = kernel_functions(kernels, x_t, reconstruction_loglikelihood=vae_kwargs.get("reconstruction_loglikelihood"),
+                              kl_divergence=vae_kwargs.get("kl_divergence"))
+        vae_kwargs.update(reconstruction_loglikelihood=kf.loglikelihood, kl_divergence=kf.kl)
+    elif kernels is not None:
+        vae_kwargs.setdefault("kernels", kernels)
+        mi_kwargs.setdefault("kernels", kernels)
     if fused:
         from .fused import fused_train_step
 

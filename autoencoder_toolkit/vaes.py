@@ -113,6 +113,12 @@ class VAE(CheckedModule):
         """Number of latent dimensions, when known."""
         return getattr(self.encoder, "latent_dim", None) or self.decoder.latent_dim
 
+    def to_backend(self, backend: str = "numpy", *, device: Any = None) -> Any:
+        """A frozen copy for inference on ``backend`` (``"numpy"``, ``"cupy"``): see :mod:`autoencoder_toolkit.inference`."""
+        from .inference import to_backend
+
+        return to_backend(self, backend, device=device)
+
     def forward(self, x: torch.Tensor, latent: bool = False, rng: Any = None) -> Any:  # noqa: D102
         enc = call_unchecked(self.encoder, x)
         z = self.encoder.reparameterize(enc, rng=rng)
