@@ -173,6 +173,12 @@ class Chain(nn.Sequential):
     def extra_repr(self) -> str:
         return ""
 
+    def to_backend(self, backend: str = "numpy", *, device: Any = None) -> Any:
+        """A frozen copy for inference on ``backend`` (``"numpy"``, ``"cupy"``): see :mod:`autoencoder_toolkit.inference`."""
+        from .inference import to_backend
+
+        return to_backend(self, backend, device=device)
+
     def config(self) -> dict[str, Any]:
         from .serialization import module_config
 
