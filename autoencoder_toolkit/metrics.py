@@ -28,6 +28,16 @@ __all__ = [
     "active_units_sampled",
     "classification_accuracy_split",
     "latent_classification_accuracy",
+    "EncodedCodes",
+    "ELBOTerms",
+    "MutualInfoEstimate",
+    "ModelReport",
+    "encode_data",
+    "elbo_terms",
+    "mutual_info_estimate",
+    "model_active_units",
+    "model_active_units_sampled",
+    "evaluate_model",
 ]
 
 
@@ -306,3 +316,411 @@ def latent_classification_accuracy(
 # ===========================================================================
 # Model metrics
 # ===========================================================================
+
+# Metrics of a trained encoder / decoder / critic on a data set. Data are read in
+# batches (``datasets.read_batch`` for NumPy arrays, so a memory-mapped ``.npy`` file
+# larger than RAM is fine); every result is a plain Python / NumPy value. The model may
+# be an ``InfoMaxVAE`` (its ``.vae`` and critic ``.mi`` are used) or a ``VAE``.
+
+
+class EncodedCodes(NamedTuple):
+    """Result of :func:`encode_data`: ``(N, L)`` ``float32`` latent means and spreads."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+
+
+class ELBOTerms(NamedTuple):
+    r"""Result of :func:`elbo_terms`, averaged over the ``n`` inputs (nats per sample).
+
+    Attributes
+    ----------
+    reconstruction:
+        :math:`\overline{\log p(x \mid z)}` with one draw :math:`z \sim q(z \mid x)` per input.
+    kl:
+        :math:`\overline{\mathrm{KL}(q(z \mid x) \,\|\, \mathcal N(0, I))}`.
+    elbo:
+        ``reconstruction - kl``.
+    n:
+        Number of inputs.
+    """
+
+    reconstruction: float
+    kl: float
+    elbo: float
+    n: int
+
+
+class MutualInfoEstimate(NamedTuple):
+    """Result of :func:`mutual_info_estimate` (nats).
+
+    Attributes
+    ----------
+    mean:
+        Mean of the per-shuffle estimates.
+    std:
+        Their standard deviation (``ddof=1``; 0 for a single shuffle).
+    values:
+        ``(K,)`` ``float64``: one estimate per shuffle.
+    joint:
+        The matched-pair term :math:`\\overline{g(x, z)}`, shared by every shuffle.
+    """
+
+    mean: float
+    std: float
+    values: np.ndarray
+    joint: float
+
+
+def _vae_of(model: Any) -> Any:
+    from .infomaxvaes import InfoMaxVAE
+    from .vaes import VAE
+
+    if isinstance(model, InfoMaxVAE):
+        return model.vae
+    if isinstance(model, VAE):
+        return model
+    raise TypeError(f"model: expected an InfoMaxVAE or a VAE, got {type(model).__name__}")
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    return int(batch_size)
+
+
+def _n_rows(x: Any, name: str) -> int:
+    shape = getattr(x, "shape", None)
+    if shape is None or len(shape) < 2:
+        raise ValueError(f"{name}: expected an array of shape (N, *sample_shape), got "
+                         f"{getattr(x, 'shape', type(x).__name__)}")
+    return int(shape[0])
+
+
+def _data_batches(x: Any, batch_size: int, device: Any) -> Any:
+    """Yield ``(start, tensor)`` for consecutive batches of ``x`` (NumPy, memory map or tensor)."""
+    import torch
+
+    from .datasets import read_batch
+
+    n = int(x.shape[0])
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        if isinstance(x, torch.Tensor):
+            t = x[start:stop].to(device=device, dtype=torch.float32)
+        else:
+            # NumPy arrays, memory maps and array-likes that read slices on demand
+            arr = read_batch(x, slice(start, stop), dtype=np.float32)
+            if not arr.flags.writeable:
+                arr = arr.copy()
+            t = torch.from_numpy(arr).to(device)
+        yield start, t
+
+
+def _device_of(module: Any) -> Any:
+    for p in module.parameters():
+        return p.device
+    import torch
+
+    return torch.device("cpu")
+
+
+def _rng_or_default(rng: Any, seed: int) -> Any:
+    import torch
+
+    if rng is None:
+        return torch.Generator().manual_seed(int(seed))
+    return rng
+
+
+def _sigma_of(encoder_output: Any) -> Any:
+    import torch
+
+    if hasattr(encoder_output, "logσ"):
+        return torch.exp(encoder_output.logσ)
+    if hasattr(encoder_output, "σ"):
+        return encoder_output.σ
+    raise TypeError(f"encoder: expected Gaussian outputs (μ, logσ) or (μ, σ), got {type(encoder_output).__name__}")
+
+
+def encode_data(model: Any, x: Any, *, batch_size: int = 1024) -> EncodedCodes:
+    r"""Latent means :math:`\mu(x)` and spreads :math:`\sigma(x)` of every input, in batches.
+
+    Parameters
+    ----------
+    model:
+        An ``InfoMaxVAE``, a ``VAE`` or a Gaussian encoder.
+    x:
+        ``(N, *sample_shape)`` data (NumPy array, memory map or tensor).
+
+    Returns
+    -------
+    EncodedCodes
+        ``mu`` and ``sigma``, each ``(N, L)`` ``float32``.
+    """
+    import torch
+
+    from .encoders import AbstractVariationalEncoder
+
+    encoder = model if isinstance(model, AbstractVariationalEncoder) else _vae_of(model).encoder
+    bs = _check_batch_size(batch_size)
+    n = _n_rows(x, "x")
+    device = _device_of(encoder)
+    mus, sigmas = [], []
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        with torch.no_grad():
+            for _, xb in _data_batches(x, bs, device):
+                out = encoder(xb)
+                mus.append(out.μ.float().cpu().numpy())
+                sigmas.append(_sigma_of(out).float().cpu().numpy())
+    finally:
+        encoder.train(was_training)
+    if not mus:
+        raise ValueError(f"x: expected at least one sample, got {n}")
+    return EncodedCodes(np.concatenate(mus), np.concatenate(sigmas))
+
+
+def elbo_terms(model: Any, x: Any, *, batch_size: int = 1024, rng: Any = None, seed: int = 0) -> ELBOTerms:
+    r"""The two terms of the ELBO on a data set, averaged over its ``N`` inputs.
+
+    For each input one code :math:`z_n = \mu_n + \varepsilon_n \sigma_n` is drawn and
+
+    .. math::
+        \text{reconstruction} = \frac1N\sum_n \log p(x_n \mid z_n), \qquad
+        \text{kl} = \frac1N\sum_n \mathrm{KL}\big(q(z \mid x_n)\,\|\,p(z)\big),
+
+    each summed over a sample's elements (as in the training loss), and
+    ``elbo = reconstruction - kl``. ``rng`` (a ``torch.Generator``; default one seeded
+    with ``seed``) gives the noise.
+    """
+    import torch
+
+    from .decoders import decoder_loglikelihood
+    from .encoders import encoder_kl
+
+    vae = _vae_of(model)
+    bs = _check_batch_size(batch_size)
+    n = _n_rows(x, "x")
+    if n < 1:
+        raise ValueError("x: expected at least one sample, got 0")
+    gen = _rng_or_default(rng, seed)
+    device = _device_of(vae)
+    rec = kl = 0.0
+    was_training = vae.training
+    vae.eval()
+    try:
+        with torch.no_grad():
+            for _, xb in _data_batches(x, bs, device):
+                out = vae(xb, latent=True, rng=gen)
+                rec += float(torch.sum(decoder_loglikelihood(xb, out.z, vae.decoder, out.decoder).double()))
+                kl += float(torch.sum(encoder_kl(vae.encoder, out.encoder).double()))
+    finally:
+        vae.train(was_training)
+    return ELBOTerms(rec / n, kl / n, (rec - kl) / n, n)
+
+
+def mutual_info_estimate(model: Any, x: Any, *, n_shuffles: int = 10, batch_size: int = 1024,
+                         rng: Any = None, seed: int = 0) -> MutualInfoEstimate:
+    r"""The trained critic's lower bound on :math:`I(x; z)` over a data set, over several shuffles.
+
+    One code :math:`z_n \sim q(z \mid x_n)` is drawn per input. For each of ``K =
+    n_shuffles`` permutations :math:`\pi_k` of the whole data set,
+
+    .. math::
+        \hat I_k = \frac1N\sum_n g(x_n, z_n) - \frac1N\sum_n \exp\big(g(x_n, z_{\pi_k(n)}) - 1\big),
+
+    the bound the critic :math:`g` was trained on (see
+    :mod:`autoencoder_toolkit.infomaxvaes`), here with the mismatched codes drawn from
+    the whole set rather than from one batch. Returns the mean and the standard
+    deviation of the :math:`\hat I_k`. An estimate can be negative (a poor critic).
+
+    ``model`` is an ``InfoMaxVAE``; ``rng`` a ``torch.Generator`` (default: one seeded
+    with ``seed``) for the codes and the permutations; ``N >= 2``.
+    """
+    import torch
+
+    from .infomaxvaes import InfoMaxVAE
+
+    if not isinstance(model, InfoMaxVAE):
+        raise TypeError(f"model: expected an InfoMaxVAE (a model with a critic), got {type(model).__name__}")
+    if isinstance(n_shuffles, bool) or not isinstance(n_shuffles, (int, np.integer)) or n_shuffles < 1:
+        raise ValueError(f"n_shuffles: expected a positive integer, got {n_shuffles!r}")
+    bs = _check_batch_size(batch_size)
+    n = _n_rows(x, "x")
+    if n < 2:
+        raise ValueError(f"x: the mutual-information estimate pairs inputs with other inputs' codes, so it needs "
+                         f"at least 2 samples, got {n}")
+    gen = _rng_or_default(rng, seed)
+    device = _device_of(model)
+    vae, critic = model.vae, model.mi
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            codes = []
+            for _, xb in _data_batches(x, bs, device):
+                enc = vae.encoder(xb)
+                codes.append(vae.encoder.reparameterize(enc, rng=gen))
+            z = torch.cat(codes)
+            perms = [torch.randperm(n, generator=gen).to(device) for _ in range(int(n_shuffles))]
+            joint = 0.0
+            marg = np.zeros(int(n_shuffles))
+            for start, xb in _data_batches(x, bs, device):
+                stop = start + xb.shape[0]
+                joint += float(torch.sum(critic(xb, z[start:stop]).double()))
+                for k, perm in enumerate(perms):
+                    g = critic(xb, z[perm[start:stop]]).double()
+                    marg[k] += float(torch.sum(torch.exp(g - 1)))
+    finally:
+        model.train(was_training)
+    values = joint / n - marg / n
+    std = float(np.std(values, ddof=1)) if values.size > 1 else 0.0
+    return MutualInfoEstimate(float(values.mean()), std, values, joint / n)
+
+
+def model_active_units(model: Any, x: Any, threshold: float = 0.01, *, batch_size: int = 1024) -> ActiveUnits:
+    r"""Active units from the encoder means of ``x``: :func:`active_units` of :math:`\mu(x)`.
+
+    Dimension ``l`` is active when the variance across the data of :math:`\mu_l(x)` is at
+    least ``threshold`` (default 0.01).
+    """
+    return active_units(encode_data(model, x, batch_size=batch_size).mu, threshold)
+
+
+def model_active_units_sampled(model: Any, x: Any, threshold: float = 0.05, *, n_draws: int = 20,
+                               batch_size: int = 1024, rng: Any = None, seed: int = 0) -> ActiveUnits:
+    r"""Active units as the InfoMax-VAE authors measured them, from sampled codes.
+
+    For each input, ``S = n_draws`` codes :math:`z_s \sim q(z \mid x_n)` are drawn and
+    averaged; a dimension is active when the variance across the data of that average is
+    at least ``threshold`` (default 0.05, with ``S = 20``), as in
+    :func:`active_units_sampled` (computed batch by batch, without storing the draws).
+    """
+    import torch
+
+    if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < 1:
+        raise ValueError(f"n_draws: expected a positive integer, got {n_draws!r}")
+    t = _check_threshold(threshold)
+    vae = _vae_of(model)
+    bs = _check_batch_size(batch_size)
+    n = _n_rows(x, "x")
+    if n < 2:
+        raise ValueError(f"x: expected at least 2 inputs, got {n}")
+    gen = _rng_or_default(rng, seed)
+    device = _device_of(vae)
+    means = []
+    was_training = vae.training
+    vae.eval()
+    try:
+        with torch.no_grad():
+            for _, xb in _data_batches(x, bs, device):
+                enc = vae.encoder(xb)
+                total = torch.zeros_like(enc.μ, dtype=torch.float64)
+                for _ in range(int(n_draws)):
+                    total += vae.encoder.reparameterize(enc, rng=gen).double()
+                means.append((total / n_draws).cpu().numpy())
+    finally:
+        vae.train(was_training)
+    return _count_active(np.var(np.concatenate(means), axis=0), t)
+
+
+class ModelReport(NamedTuple):
+    """Result of :func:`evaluate_model`.
+
+    Attributes
+    ----------
+    n:
+        Number of evaluated inputs.
+    latent_dim:
+        Number of latent dimensions ``L``.
+    elbo:
+        :class:`ELBOTerms` of the evaluated data.
+    mutual_info:
+        :class:`MutualInfoEstimate`, or ``None`` for a model without a critic.
+    active_units:
+        :class:`ActiveUnits` from the encoder means (threshold 0.01).
+    active_units_sampled:
+        :class:`ActiveUnits` from the mean of 20 sampled codes (threshold 0.05).
+    accuracy:
+        Held-out accuracy of a logistic regression on latent means, or ``None`` without
+        labels.
+    accuracy_protocol:
+        How the classifier was trained and tested, in words.
+    """
+
+    n: int
+    latent_dim: int
+    elbo: ELBOTerms
+    mutual_info: MutualInfoEstimate | None
+    active_units: ActiveUnits
+    active_units_sampled: ActiveUnits
+    accuracy: float | None
+    accuracy_protocol: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dictionary of the report."""
+        mi = self.mutual_info
+        return {
+            "n": self.n,
+            "latent_dim": self.latent_dim,
+            "reconstruction_loglikelihood": self.elbo.reconstruction,
+            "kl": self.elbo.kl,
+            "elbo": self.elbo.elbo,
+            "mutual_info": None if mi is None else {
+                "mean": mi.mean, "std": mi.std, "values": [float(v) for v in mi.values], "joint": mi.joint,
+            },
+            "active_units": {"count": self.active_units.count, "threshold": self.active_units.threshold,
+                             "variances": [float(v) for v in self.active_units.variances]},
+            "active_units_sampled": {"count": self.active_units_sampled.count,
+                                     "threshold": self.active_units_sampled.threshold,
+                                     "variances": [float(v) for v in self.active_units_sampled.variances]},
+            "accuracy": self.accuracy,
+            "accuracy_protocol": self.accuracy_protocol,
+        }
+
+
+def evaluate_model(model: Any, x: Any, labels: Any = None, *, x_train: Any = None, labels_train: Any = None,
+                   n_shuffles: int = 10, n_draws: int = 20, batch_size: int = 1024, seed: int = 0,
+                   codes: EncodedCodes | None = None) -> ModelReport:
+    """Every model metric of this section on held-out data ``x``.
+
+    ELBO terms (:func:`elbo_terms`), the critic's MI estimate over ``n_shuffles``
+    shuffles (:func:`mutual_info_estimate`; ``None`` for a plain VAE), active units on
+    encoder means (threshold 0.01) and on the mean of ``n_draws`` sampled codes
+    (threshold 0.05), and, with ``labels``, the accuracy of a logistic regression on
+    latent means: trained on the codes of ``(x_train, labels_train)`` and tested on
+    those of ``(x, labels)`` when training data are given, else a stratified 70/30
+    split of ``x`` (:func:`latent_classification_accuracy`). Every random draw comes
+    from generators seeded with ``seed``.
+    """
+    import torch
+
+    from .infomaxvaes import InfoMaxVAE
+
+    vae = _vae_of(model)
+    n = _n_rows(x, "x")
+    enc = codes if codes is not None else encode_data(vae, x, batch_size=batch_size)
+    elbo = elbo_terms(vae, x, batch_size=batch_size, rng=torch.Generator().manual_seed(seed))
+    mi = None
+    if isinstance(model, InfoMaxVAE):
+        mi = mutual_info_estimate(model, x, n_shuffles=n_shuffles, batch_size=batch_size,
+                                  rng=torch.Generator().manual_seed(seed + 1))
+    au = active_units(enc.mu, 0.01)
+    au_s = model_active_units_sampled(vae, x, 0.05, n_draws=n_draws, batch_size=batch_size,
+                                      rng=torch.Generator().manual_seed(seed + 2))
+    accuracy = protocol = None
+    if labels is not None:
+        y = _labels_array(labels, "labels")
+        if y.shape[0] != n:
+            raise ValueError(f"labels: expected {n} labels (one per sample of x), got {y.shape[0]}")
+        if x_train is not None and labels_train is not None:
+            train_codes = encode_data(vae, x_train, batch_size=batch_size).mu
+            accuracy = classification_accuracy_split(train_codes, labels_train, enc.mu, y)
+            protocol = (f"logistic regression on latent means, trained on {train_codes.shape[0]} training "
+                        f"inputs, tested on {n} held-out inputs")
+        elif np.unique(y).size >= 2:
+            accuracy = latent_classification_accuracy(enc.mu, y, test_fraction=0.3, seed=seed)
+            protocol = f"logistic regression on latent means, stratified 70/30 split of the {n} inputs"
+    return ModelReport(n, int(enc.mu.shape[1]), elbo, mi, au, au_s, accuracy, protocol)

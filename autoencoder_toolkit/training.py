@@ -1,0 +1,579 @@
+r"""The training loop: epochs of mini-batches over data that may live on disk.
+
+:func:`fit` trains an :class:`~autoencoder_toolkit.infomaxvaes.InfoMaxVAE` with
+:func:`infomaxvaes.train_ <autoencoder_toolkit.infomaxvaes.train_>` (or a
+:class:`~autoencoder_toolkit.vaes.VAE` with :func:`vaes.train_
+<autoencoder_toolkit.vaes.train_>`), one mini-batch at a time:
+
+* the data are a :class:`DataSplit`: an array ``(N, *sample_shape)`` (a NumPy array or
+  a read-only memory map of a ``.npy`` file larger than RAM) and the rows that belong
+  to the split. Each batch is read with :func:`~autoencoder_toolkit.datasets.read_batch`;
+  the whole array is never loaded;
+* the randomness is in a :class:`TrainingState`: a NumPy generator for the batch order
+  (one permutation per epoch, :func:`~autoencoder_toolkit.datasets.iterate_minibatches`
+  with ``drop_last=True`` so that every batch has ``batch_size`` samples) and a CPU
+  ``torch.Generator`` for the reparameterisation noise and the critic's shuffles. Both
+  are saved in checkpoints, so a run resumed from epoch ``k`` continues exactly as if
+  it had not stopped;
+* after each epoch the mean training losses, the held-out ELBO terms and MI estimate
+  (from a generator seeded by the run's seed and the epoch, so that evaluating never
+  perturbs the training stream) are appended to ``state.history``, and the
+  ``on_epoch_end`` callback is called. That callback is the only place where anything
+  is written (checkpoints, metrics files); a distributed wrapper calls it on one rank.
+
+A non-finite loss stops training with :class:`TrainingDiverged`; the optimisation step
+that produced it has changed nothing (``train_``'s guarantee), and nothing is written.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .datasets import iterate_minibatches, read_batch
+
+__all__ = [
+    "DataSplit",
+    "TrainingState",
+    "TrainingDiverged",
+    "mlp_model",
+    "make_optimizers",
+    "optimizer_dict",
+    "loss_kwargs_for",
+    "set_learning_rate",
+    "held_out_losses",
+    "fit",
+    "RunDirectory",
+    "RunDirectoryError",
+    "METRICS_COLUMNS",
+]
+
+
+# ----------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class DataSplit:
+    """Rows of an array that form a training or held-out split.
+
+    Attributes
+    ----------
+    x:
+        ``(N, *sample_shape)`` array; a memory map stays on disk.
+    index:
+        Sorted ``int64`` rows of ``x`` in the split, or ``None`` for every row.
+    labels:
+        ``(n,)`` labels of the split's rows (in split order), or ``None``.
+    """
+
+    x: np.ndarray
+    index: np.ndarray | None = None
+    labels: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if getattr(self.x, "ndim", 0) < 2:
+            raise ValueError(f"x: expected an array of shape (N, *sample_shape), got "
+                             f"{getattr(self.x, 'shape', type(self.x).__name__)}")
+        if self.labels is not None and len(self.labels) != len(self):
+            raise ValueError(f"labels: expected {len(self)} labels (one per row of the split), got {len(self.labels)}")
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0]) if self.index is None else int(self.index.shape[0])
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one sample."""
+        return tuple(int(s) for s in self.x.shape[1:])
+
+    def read(self, positions: slice | np.ndarray) -> np.ndarray:
+        """The samples at ``positions`` of the split as a writable ``float32`` array."""
+        rows = positions if self.index is None else self.index[positions]
+        arr = read_batch(self.x, rows, dtype=np.float32)
+        return arr if arr.flags.writeable else arr.copy()
+
+    def materialize(self) -> np.ndarray:
+        """The whole split in memory (for small data only)."""
+        return self.read(slice(0, len(self)))
+
+    def view(self) -> "_SplitView":
+        """An array-like over the split that reads batches on demand (for the metrics)."""
+        return _SplitView(self)
+
+
+class _SplitView:
+    """``shape`` and slicing over a :class:`DataSplit`, so that batch readers see one array."""
+
+    def __init__(self, split: DataSplit) -> None:
+        self._split = split
+        self.shape = (len(split), *split.sample_shape)
+        self.ndim = len(self.shape)
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, item: Any) -> np.ndarray:
+        if isinstance(item, slice):
+            return self._split.read(slice(*item.indices(self.shape[0])))
+        idx = np.asarray(item)
+        return self._split.read(idx)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = self._split.materialize()
+        return arr if dtype is None else arr.astype(dtype)
+
+
+# ----------------------------------------------------------------------------------
+# Models and optimizers
+# ----------------------------------------------------------------------------------
+
+def mlp_model(kind: str, sample_shape: Sequence[int], latent_dim: int, hidden: Sequence[int],
+              decoder: str = "bernoulli", critic_hidden: Sequence[int] | None = None) -> nn.Module:
+    """The multilayer-perceptron InfoMax-VAE (``kind="infomax"``) or VAE (``kind="vae"``).
+
+    * encoder: ``JointGaussianLogEncoder(sample_shape, latent_dim, hidden, relu, identity)``;
+    * decoder: the hidden sizes reversed, ReLU, then a ``BernoulliDecoder`` (sigmoid
+      output, for data in ``[0, 1]``) or a ``SimpleGaussianDecoder`` (identity output,
+      unit variance: ``-log p(x|z) = ½‖x − μ(z)‖² + const``);
+    * critic (InfoMax only): ``MutualInfoChain(sample_shape, latent_dim, critic_hidden,
+      relu, identity)``, ``critic_hidden`` defaulting to ``hidden``.
+
+    Images ``(C, H, W)`` are flattened by the encoder and critic and reshaped by the decoder.
+    """
+    from .decoders import BernoulliDecoder, SimpleGaussianDecoder
+    from .encoders import JointGaussianLogEncoder
+    from .infomaxvaes import InfoMaxVAE, MutualInfoChain
+
+    shape = tuple(int(s) for s in sample_shape)
+    n_input: Any = shape[0] if len(shape) == 1 else shape
+    hidden = [int(h) for h in hidden]
+    relu = ["relu"] * len(hidden)
+    enc = JointGaussianLogEncoder(n_input, latent_dim, hidden, relu, "identity")
+    if decoder == "bernoulli":
+        dec = BernoulliDecoder(n_input, latent_dim, hidden[::-1], relu, "sigmoid")
+    elif decoder == "gaussian":
+        dec = SimpleGaussianDecoder(n_input, latent_dim, hidden[::-1], relu, "identity")
+    else:
+        raise ValueError(f"decoder: expected 'bernoulli' or 'gaussian', got {decoder!r}")
+    vae = enc * dec
+    if kind == "vae":
+        return vae
+    if kind != "infomax":
+        raise ValueError(f"kind: expected 'infomax' or 'vae', got {kind!r}")
+    ch = [int(h) for h in (critic_hidden or hidden)]
+    mi = MutualInfoChain(n_input, latent_dim, ch, ["relu"] * len(ch), "identity")
+    return InfoMaxVAE(vae, mi)
+
+
+def make_optimizers(model: nn.Module, lr: float) -> Any:
+    """Adam with learning rate ``lr``: an ``OptimizerPair`` for an InfoMaxVAE, else one optimizer."""
+    from .optim import setup
+
+    return setup(torch.optim.Adam, model, lr=float(lr))
+
+
+def optimizer_dict(opt: Any) -> dict[str, torch.optim.Optimizer]:
+    """Named optimizers for checkpoints: ``{"vae": ..., "mi": ...}`` or ``{"vae": ...}``."""
+    if isinstance(opt, torch.optim.Optimizer):
+        return {"vae": opt}
+    return {"vae": opt.vae, "mi": opt.mi}
+
+
+def set_learning_rate(opt: Any, lr: float) -> None:
+    """Set the learning rate of every parameter group of ``opt`` (one optimizer or a pair)."""
+    for o in optimizer_dict(opt).values():
+        for group in o.param_groups:
+            group["lr"] = float(lr)
+
+
+def loss_kwargs_for(model: nn.Module, alpha: float, beta: float) -> dict[str, float]:
+    """``{"β": beta, "α": alpha}`` for an InfoMaxVAE, ``{"β": beta}`` for a VAE."""
+    from .infomaxvaes import InfoMaxVAE
+
+    if isinstance(model, InfoMaxVAE):
+        return {"β": float(beta), "α": float(alpha)}
+    return {"β": float(beta)}
+
+
+# ----------------------------------------------------------------------------------
+# State
+# ----------------------------------------------------------------------------------
+
+@dataclass
+class TrainingState:
+    """Where training stands: completed epochs, steps, generators and the metric history.
+
+    Attributes
+    ----------
+    seed:
+        The run's seed (held-out evaluation derives its generators from it).
+    epoch:
+        Number of completed epochs.
+    step:
+        Number of optimisation steps taken.
+    torch_rng:
+        CPU ``torch.Generator`` for the noise and the critic's shuffles.
+    batch_rng:
+        ``numpy.random.Generator`` for the batch order.
+    history:
+        One dictionary per completed epoch (see :func:`fit`).
+    """
+
+    seed: int
+    epoch: int = 0
+    step: int = 0
+    torch_rng: torch.Generator = field(default_factory=torch.Generator)
+    batch_rng: np.random.Generator = field(default_factory=np.random.default_rng)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def fresh(cls, seed: int) -> "TrainingState":
+        """A state at epoch 0 with generators seeded from ``seed``."""
+        return cls(seed=int(seed), torch_rng=torch.Generator().manual_seed(int(seed)),
+                   batch_rng=np.random.default_rng([int(seed), 1]))
+
+    def to_checkpoint(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """JSON state and tensors (``rng/torch``) to store in a checkpoint."""
+        json_state = {
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "step": self.step,
+            "batch_rng": self.batch_rng.bit_generator.state,
+            "history": self.history,
+        }
+        return json_state, {"rng/torch": self.torch_rng.get_state()}
+
+    @classmethod
+    def from_checkpoint(cls, state: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> "TrainingState":
+        """The inverse of :meth:`to_checkpoint`."""
+        from .checkpoints import CheckpointError
+
+        try:
+            gen = torch.Generator()
+            gen.set_state(tensors["rng/torch"].to(torch.uint8))
+            bit = np.random.PCG64()
+            bit.state = state["batch_rng"]
+            return cls(seed=int(state["seed"]), epoch=int(state["epoch"]), step=int(state["step"]),
+                       torch_rng=gen, batch_rng=np.random.Generator(bit),
+                       history=[dict(h) for h in state.get("history", [])])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise CheckpointError(f"checkpoint: the training state is incomplete or corrupt ({err!r})") from None
+
+
+class TrainingDiverged(FloatingPointError):
+    """A loss became NaN or infinite; the step that produced it changed nothing.
+
+    Attributes ``epoch`` (1-based, the epoch in progress), ``batch`` (1-based) and
+    ``step`` (steps completed before it) locate it; ``last_epoch`` is the last
+    completed epoch.
+    """
+
+    def __init__(self, message: str, *, epoch: int, batch: int, step: int, last_epoch: int) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.batch = batch
+        self.step = step
+        self.last_epoch = last_epoch
+
+
+# ----------------------------------------------------------------------------------
+# Held-out losses
+# ----------------------------------------------------------------------------------
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 17) % (2**63)
+
+
+def held_out_losses(model: nn.Module, data: DataSplit, loss_kwargs: Mapping[str, float], *, seed: int,
+                    epoch: int, batch_size: int = 1024) -> dict[str, float]:
+    """Held-out loss terms after ``epoch``: reconstruction, KL, MI (one shuffle) and the loss.
+
+    ``loss = -reconstruction + β·kl - α·mi`` (without ``- α·mi`` for a VAE), the
+    training objective on the held-out data. Randomness comes from a generator seeded
+    by ``(seed, epoch)``.
+    """
+    from .infomaxvaes import InfoMaxVAE
+    from .metrics import elbo_terms, mutual_info_estimate
+
+    gen = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
+    view = data.view()
+    terms = elbo_terms(model, view, batch_size=batch_size, rng=gen)
+    out = {"test_reconstruction": terms.reconstruction, "test_kl": terms.kl}
+    loss = -terms.reconstruction + loss_kwargs.get("β", 1.0) * terms.kl
+    if isinstance(model, InfoMaxVAE) and len(data) >= 2:
+        mi = mutual_info_estimate(model, view, n_shuffles=1, batch_size=batch_size, rng=gen)
+        out["test_mi"] = mi.mean
+        loss -= loss_kwargs.get("α", 1.0) * mi.mean
+    out["test_loss"] = loss
+    return out
+
+
+# ----------------------------------------------------------------------------------
+# The loop
+# ----------------------------------------------------------------------------------
+
+def _train_step(model: nn.Module, xb: torch.Tensor, opt: Any, loss_kwargs: Mapping[str, float],
+                rng: torch.Generator, fused: bool) -> tuple[float, float]:
+    from . import infomaxvaes, vaes
+
+    if isinstance(model, infomaxvaes.InfoMaxVAE):
+        if fused:
+            return infomaxvaes.train_(model, xb, opt, infomaxloss_kwargs=loss_kwargs, loss_return=True,
+                                      rng=rng, fused=True)
+        return infomaxvaes.train_(model, xb, opt, infomaxloss_kwargs=loss_kwargs, loss_return=True, rng=rng)
+    return vaes.train_(model, xb, opt, loss_kwargs=loss_kwargs, loss_return=True, rng=rng), math.nan
+
+
+def fit(model: nn.Module, data: DataSplit, opt: Any, *, epochs: int, batch_size: int,
+        loss_kwargs: Mapping[str, float], state: TrainingState, held_out: DataSplit | None = None,
+        fused: bool = False, on_epoch_end: Callable[[TrainingState], None] | None = None,
+        progress: bool = True, progress_file: Any = None, eval_batch_size: int = 1024) -> TrainingState:
+    """Train ``model`` in place until ``state.epoch == epochs``.
+
+    Parameters
+    ----------
+    model:
+        An ``InfoMaxVAE`` or a ``VAE`` (on the device where training runs).
+    data:
+        The training split; batches of ``batch_size`` rows are read from it.
+    opt:
+        Its optimizers (:func:`make_optimizers`).
+    epochs:
+        Total number of epochs to reach (a resumed state continues from ``state.epoch``).
+    batch_size:
+        Samples per step (at most ``len(data)``; the last partial batch of an epoch is
+        skipped).
+    loss_kwargs:
+        ``{"β": ..., "α": ...}`` (:func:`loss_kwargs_for`).
+    state:
+        Generators and counters; updated in place and returned.
+    held_out:
+        Data for the per-epoch held-out losses (optional).
+    fused:
+        Use the fused InfoMax-VAE step (``infomaxvaes.train_(..., fused=True)``).
+    on_epoch_end:
+        Called with ``state`` after each epoch, once its history entry is added.
+    progress:
+        Show a tqdm progress bar over the batches of all epochs, with the epoch's running
+        means of the two losses.
+
+    Each history entry holds ``epoch``, ``step``, ``loss`` and ``critic_loss`` (means of
+    the training losses over the epoch's batches; ``critic_loss`` is ``−Î``, absent for
+    a VAE), ``mi`` and ``mi_std`` (mean and standard deviation over batches of the
+    training MI estimate ``−critic_loss``), ``lr``, ``seconds``, and with ``held_out``
+    ``test_loss``, ``test_reconstruction``, ``test_kl`` and ``test_mi``.
+
+    Raises
+    ------
+    TrainingDiverged
+        When a loss is NaN or infinite (nothing is written by this function).
+    """
+    from tqdm.auto import tqdm
+
+    n = len(data)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 2:
+        raise ValueError(f"batch_size: expected an integer >= 2, got {batch_size!r}")
+    if batch_size > n:
+        raise ValueError(f"batch_size: {batch_size} is larger than the {n} training samples; "
+                         f"use a batch size of at most {n}")
+    from .infomaxvaes import InfoMaxVAE
+
+    has_critic = isinstance(model, InfoMaxVAE)
+    device = next(iter(model.parameters())).device
+    per_epoch = n // batch_size
+    remaining = max(0, int(epochs) - state.epoch)
+    lr = float(optimizer_dict(opt)["vae"].param_groups[0]["lr"])
+    bar = tqdm(total=remaining * per_epoch, disable=not progress or remaining == 0, unit="batch",
+               dynamic_ncols=True, file=progress_file if progress_file is not None else sys.stderr,
+               leave=False, mininterval=0.25)
+    try:
+        for epoch in range(state.epoch, int(epochs)):
+            t0 = time.perf_counter()
+            bar.set_description(f"epoch {epoch + 1}/{epochs}", refresh=False)
+            losses = np.zeros((per_epoch, 2))
+            running = np.zeros(2)
+            for b, positions in enumerate(iterate_minibatches(n, batch_size, shuffle=True, rng=state.batch_rng,
+                                                             drop_last=True)):
+                xb = torch.from_numpy(data.read(positions)).to(device, non_blocking=True)
+                try:
+                    losses[b] = _train_step(model, xb, opt, loss_kwargs, state.torch_rng, fused)
+                except FloatingPointError as err:
+                    raise TrainingDiverged(
+                        f"training diverged at epoch {epoch + 1}, batch {b + 1}: {err}",
+                        epoch=epoch + 1, batch=b + 1, step=state.step, last_epoch=state.epoch) from err
+                state.step += 1
+                if progress:  # running means over the epoch so far
+                    running += losses[b]
+                    text = f"loss={running[0] / (b + 1):.4g}"
+                    if has_critic:
+                        text += f" critic={running[1] / (b + 1):.4g}"
+                    bar.set_postfix_str(text, refresh=False)
+                    bar.update(1)
+            record: dict[str, Any] = {"epoch": epoch + 1, "step": state.step, "loss": float(losses[:, 0].mean())}
+            if has_critic:
+                mi_values = -losses[:, 1]
+                record.update(critic_loss=float(losses[:, 1].mean()), mi=float(mi_values.mean()),
+                              mi_std=float(mi_values.std()))
+            record["lr"] = lr
+            if held_out is not None and len(held_out) >= 1:
+                record.update(held_out_losses(model, held_out, loss_kwargs, seed=state.seed, epoch=epoch + 1,
+                                              batch_size=eval_batch_size))
+            record["seconds"] = time.perf_counter() - t0
+            state.history.append(record)
+            state.epoch = epoch + 1
+            if on_epoch_end is not None:
+                on_epoch_end(state)
+    finally:
+        bar.close()
+    return state
+
+
+# ----------------------------------------------------------------------------------
+# Run directories
+# ----------------------------------------------------------------------------------
+
+RUN_FORMAT = "autoencoder_toolkit.run"
+
+#: Columns of ``metrics.csv``, in order (blank where a value does not apply).
+METRICS_COLUMNS = ("epoch", "step", "loss", "critic_loss", "mi", "mi_std", "test_loss", "test_reconstruction",
+                   "test_kl", "test_mi", "lr", "seconds")
+
+
+class RunDirectoryError(ValueError):
+    """A folder that is not a usable run directory; the message says why."""
+
+
+class RunDirectory:
+    """The files of one training run.
+
+    Layout::
+
+        config.json          the run's settings and the model architecture (JSON)
+        checkpoint/          model.safetensors, optimizer.safetensors, state.json
+                             (see autoencoder_toolkit.checkpoints for the crash-safe scheme)
+        metrics.csv          one row per epoch (METRICS_COLUMNS)
+        evaluation.json      held-out metrics after training (autoencoder_toolkit.metrics)
+        summary.txt          the summary printed at the end of training
+        figures/loss.png, figures/mutual_info.png, figures/latent.png
+
+    Every file is written atomically.
+    """
+
+    CONFIG = "config.json"
+    METRICS = "metrics.csv"
+    EVALUATION = "evaluation.json"
+    SUMMARY = "summary.txt"
+    FIGURES = "figures"
+
+    def __init__(self, path: Any) -> None:
+        from pathlib import Path
+
+        self.path = Path(path)
+
+    # -- creation and opening ------------------------------------------------------
+    @classmethod
+    def is_run(cls, path: Any) -> bool:
+        """Whether ``path`` holds a ``config.json`` written for a run."""
+        import json
+        from pathlib import Path
+
+        cfg = Path(path) / cls.CONFIG
+        try:
+            return json.loads(cfg.read_text(encoding="utf-8")).get("format") == RUN_FORMAT
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    @classmethod
+    def open(cls, path: Any) -> "RunDirectory":
+        """An existing run directory; :class:`RunDirectoryError` if ``path`` is not one."""
+        run = cls(path)
+        if not run.path.exists():
+            raise RunDirectoryError(f"RUN_DIR: no such directory: '{run.path}'")
+        if not run.path.is_dir():
+            raise RunDirectoryError(f"RUN_DIR: '{run.path}' is a file, not a run directory")
+        if not cls.is_run(run.path):
+            raise RunDirectoryError(f"RUN_DIR: '{run.path}' is not a run directory (it has no {cls.CONFIG} "
+                                    "written by `autoencoder-toolkit train`)")
+        return run
+
+    def read_config(self) -> dict[str, Any]:
+        """The parsed ``config.json``."""
+        import json
+
+        try:
+            return json.loads((self.path / self.CONFIG).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise RunDirectoryError(f"RUN_DIR: cannot read '{self.path / self.CONFIG}' ({err})") from None
+
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        """Write ``config.json`` atomically."""
+        import json
+
+        from .checkpoints import atomic_write_text
+
+        atomic_write_text(self.path / self.CONFIG, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+
+    # -- checkpoints -------------------------------------------------------------
+    def save_checkpoint(self, model: nn.Module, opt: Any, state: TrainingState) -> None:
+        """Checkpoint the model, the optimizers and the training state."""
+        from .checkpoints import save_checkpoint
+
+        json_state, tensors = state.to_checkpoint()
+        save_checkpoint(self.path, model, optimizer_dict(opt), json_state, tensors)
+
+    def load_checkpoint(self, device: Any = "cpu") -> Any:
+        """The newest complete checkpoint, checked against the architecture in ``config.json``."""
+        from .checkpoints import load_checkpoint
+
+        cfg = self.read_config()
+        return load_checkpoint(self.path, device=device, config=cfg.get("architecture"))
+
+    # -- reports -------------------------------------------------------------------
+    def write_metrics(self, history: Sequence[Mapping[str, Any]]) -> None:
+        """Write ``metrics.csv`` (one row per epoch) atomically."""
+        from .checkpoints import atomic_write_text
+
+        lines = [",".join(METRICS_COLUMNS)]
+        for h in history:
+            cells = []
+            for col in METRICS_COLUMNS:
+                v = h.get(col)
+                if v is None or (isinstance(v, float) and math.isnan(v)):
+                    cells.append("")
+                elif isinstance(v, float):
+                    cells.append(repr(v))
+                else:
+                    cells.append(str(v))
+            lines.append(",".join(cells))
+        atomic_write_text(self.path / self.METRICS, "\n".join(lines) + "\n")
+
+    def write_json(self, name: str, obj: Any) -> Any:
+        """Write ``name`` (a JSON document) atomically; returns its path."""
+        import json
+
+        from .checkpoints import atomic_write_text
+
+        return atomic_write_text(self.path / name, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+    def write_figures(self, history: Sequence[Mapping[str, Any]], codes: np.ndarray | None,
+                      labels: np.ndarray | None, *, class_names: Sequence[str] | None = None,
+                      title: str | None = None) -> list[Any]:
+        """Draw ``figures/loss.png``, ``figures/mutual_info.png`` (with a critic) and ``figures/latent.png``."""
+        from .plots import plot_latent, plot_losses, plot_mutual_info
+
+        folder = self.path / self.FIGURES
+        paths = [plot_losses(history, folder / "loss.png", title=title)]
+        if any(h.get("mi") is not None for h in history):
+            paths.append(plot_mutual_info(history, folder / "mutual_info.png"))
+        if codes is not None:
+            paths.append(plot_latent(codes, labels, folder / "latent.png", class_names=class_names,
+                                     title=None if title is None else f"{title}: held-out latent means"))
+        return paths
