@@ -74,10 +74,11 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "test_fraction": 0.2,
     "device": "cpu",
     "fused": False,
+    "global_shuffle": False,
 }
 
 #: Settings that ``train --resume`` may change; every other one is fixed by the run.
-RESUMABLE = ("epochs", "lr", "alpha", "beta", "device", "fused")
+RESUMABLE = ("epochs", "lr", "alpha", "beta", "device", "fused", "global_shuffle")
 
 _FIXED_ON_RESUME = ("dataset", "data", "labels", "model", "batch_size", "latent_dim", "hidden", "critic_hidden",
                     "seed", "decoder", "test_fraction")
@@ -201,6 +202,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "test_fraction": _float("--test-fraction", positive=True, below=1.0),
     "device": _device,
     "fused": _boolean("--fused"),
+    "global_shuffle": _boolean("--global-shuffle"),
     "out": _text("--out"),
     "quiet": _boolean("--quiet"),
     "overwrite": _boolean("--overwrite"),
@@ -307,6 +309,15 @@ def _build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None,
                      help="use the fused InfoMax-VAE training step (one forward and one backward pass); "
                           "--no-fused turns it off when resuming a fused run")
+    par = t.add_argument_group("several processes (data-parallel, torch.distributed)")
+    par.add_argument("--nproc", type=_positive_int("--nproc"), default=None, metavar="N",
+                     help="train with N processes on this machine (launches torchrun; --batch-size is per "
+                          "process). Under torchrun itself, the process group comes from its environment")
+    par.add_argument("--global-shuffle", action=argparse.BooleanOptionalAction, default=None,
+                     help="with several processes, shuffle the codes for the MI bound across all processes "
+                          "(default: within each process)")
+    par.add_argument("--dist-timeout", type=_float("--dist-timeout", positive=True), default=600.0, metavar="S",
+                     help="seconds a process waits for the others before failing (default 600)")
     run = t.add_argument_group("run directory")
     run.add_argument("--out", type=_CONVERTERS["out"], default=None, metavar="RUN_DIR",
                      help="run directory (default runs/<data>-<model>-<timestamp>)")
@@ -604,8 +615,50 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _without_nproc(argv: Sequence[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        out.append(a)
+    return out
+
+
+def _launch_processes(argv: Sequence[str], nproc: int) -> int:
+    """Run ``train`` in ``nproc`` processes on this machine through torch's elastic launcher (torchrun)."""
+    import logging
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    for name in ("torch.distributed.elastic", "torch.distributed.launcher"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.5)
+    try:
+        elastic_launch(config, entrypoint=sys.executable)("-m", "autoencoder_toolkit", *_without_nproc(argv))
+    except ChildFailedError as err:
+        rank, failure = err.get_first_failure()
+        code = failure.exitcode
+        if code in (EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED):
+            return code  # the process already explained itself on one line
+        print(f"{PROG}: error: training process {rank} of {nproc} failed (exit status {code}); the other "
+              "processes were stopped", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
 def _cmd_train(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     import torch
+
+    from . import distributed
 
     from .training import (RunDirectory, TrainingDiverged, TrainingState, fit, loss_kwargs_for, make_optimizers,
                            mlp_model, optimizer_dict, set_learning_rate)
@@ -654,7 +707,17 @@ def _cmd_train(args: argparse.Namespace, say: Callable[[str], None]) -> int:
         changed = {}
     settings.pop("out", None)
     settings.pop("overwrite", None)
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if args.nproc is not None and world > 1 and args.nproc != world:
+        raise UsageError(f"--nproc {args.nproc}: this process was launched with {world} processes")
     device = _check_device(settings["device"])
+    ctx = distributed.DistributedContext()
+    if world > 1:
+        ctx = distributed.init_process_group(device=device.type, timeout_s=args.dist_timeout)
+        device = ctx.device
+        if not ctx.is_main:
+            def say(text: str) -> None:  # noqa: ARG001 - only rank 0 talks
+                return None
     if settings["fused"]:
         _check_fused(settings["model"])
 
@@ -679,17 +742,24 @@ def _cmd_train(args: argparse.Namespace, say: Callable[[str], None]) -> int:
         if "lr" in changed:
             set_learning_rate(opt, settings["lr"])
         state = TrainingState.from_checkpoint(ckpt.state, ckpt.tensors)
-        run.write_metrics(state.history)  # drop rows of epochs after the checkpoint, if any
         if changed:
             config.setdefault("resumes", []).append({"at_epoch": state.epoch, "changed": changed,
                                                      "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         config["settings"] = settings
-        run.write_config(config)
+        if ctx.is_main:
+            run.write_metrics(state.history)  # drop rows of epochs after the checkpoint, if any
+            run.write_config(config)
         if ckpt.path.name != "checkpoint":
             say(f"note: the newest checkpoint was incomplete; resuming from the previous one ({ckpt.path})")
     else:
-        run = RunDirectory(_prepare_run_dir(given.get("out"), bool(given.get("overwrite")), data.label,
-                                            settings["model"]))
+        path = None
+        if ctx.is_main:
+            path = _prepare_run_dir(given.get("out"), bool(given.get("overwrite")), data.label, settings["model"])
+        if ctx.enabled:  # every process uses the directory rank 0 made
+            box = [str(path) if path is not None else None]
+            torch.distributed.broadcast_object_list(box, src=0)
+            path = Path(box[0])
+        run = RunDirectory(path)
         torch.manual_seed(settings["seed"])
         model = mlp_model(settings["model"], data.train.sample_shape, settings["latent_dim"], settings["hidden"],
                           settings["decoder"], settings["critic_hidden"]).to(device)
@@ -714,14 +784,17 @@ def _cmd_train(args: argparse.Namespace, say: Callable[[str], None]) -> int:
             # later commands find the files from anywhere
             config["settings"]["data"] = config["data"]["path"]
             config["settings"]["labels"] = config["data"]["labels"]
-        run.write_config(config)
-        run.save_checkpoint(model, opt, state)  # epoch 0: a run can always be resumed
+        if ctx.is_main:
+            run.write_config(config)
+            run.save_checkpoint(model, opt, state)  # epoch 0: a run can always be resumed
 
     title = _model_title(settings)
     kwargs = loss_kwargs_for(model, settings["alpha"], settings["beta"])
     target = settings["epochs"]
     say(f"{title} on {data.label}: {len(data.train)} training / {len(data.test)} held-out samples of shape "
-        f"{tuple(data.train.sample_shape)}; run directory {run.path}")
+        f"{tuple(data.train.sample_shape)}; run directory {run.path}"
+        + (f"; {ctx.world_size} processes ({ctx.backend}), batch {settings['batch_size']} per process"
+           if ctx.enabled else ""))
     if state.epoch >= target:
         say(f"the run has completed {state.epoch} of {target} epochs; pass --epochs N with N > {state.epoch} "
             "to train further (evaluating it again)")
@@ -735,24 +808,29 @@ def _cmd_train(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     try:
         fit(model, data.train, opt, epochs=target, batch_size=settings["batch_size"], loss_kwargs=kwargs,
             state=state, held_out=data.test, fused=settings["fused"], on_epoch_end=on_epoch_end,
-            progress=not quiet)
+            progress=not quiet, context=ctx, global_shuffle=bool(settings.get("global_shuffle")))
     except TrainingDiverged as err:
         last = err.last_epoch
-        print(f"{PROG}: error: {err}. Kept the last good checkpoint (epoch {last}) in {run.path / 'checkpoint'}; "
-              f"resume with a lower learning rate: {_resume_hint(run.path, settings['lr'])}",
-              file=sys.stderr)
+        if ctx.is_main:
+            print(f"{PROG}: error: {err}. Kept the last good checkpoint (epoch {last}) in "
+                  f"{run.path / 'checkpoint'}; resume with a lower learning rate: "
+                  f"{_resume_hint(run.path, settings['lr'])}", file=sys.stderr)
         return EXIT_DIVERGED
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; the last checkpoint (epoch {state.epoch}) is kept in {run.path / 'checkpoint'}; "
-              f"continue with: {PROG} train --resume {run.path}", file=sys.stderr)
+        if ctx.is_main:
+            print(f"{PROG}: interrupted; the last checkpoint (epoch {state.epoch}) is kept in "
+                  f"{run.path / 'checkpoint'}; continue with: {PROG} train --resume {run.path}", file=sys.stderr)
         return EXIT_INTERRUPTED
     seconds = time.perf_counter() - t0
 
-    summary = _finish_run(run, model, data, settings, state, title, seconds, start_epoch)
-    if quiet:
-        print(run.path)
-    else:
-        print("\n".join(summary))
+    if ctx.is_main:
+        summary = _finish_run(run, model, data, settings, state, title, seconds, start_epoch)
+        if quiet:
+            print(run.path)
+        else:
+            print("\n".join(summary))
+    if ctx.enabled:
+        distributed.destroy_process_group()
     return EXIT_OK
 
 
@@ -914,6 +992,11 @@ _USER_ERRORS = (UsageError, FileNotFoundError, IsADirectoryError, NotADirectoryE
                 ValueError, KeyError, ModuleNotFoundError)
 
 
+def _speaks() -> bool:
+    """Whether this process reports user errors (rank 0 of a multi-process run, or a single process)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _one_line(err: BaseException) -> str:
     text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
     text = " ".join(str(text).split())
@@ -937,6 +1020,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not quiet:
                     print(text, file=sys.stderr)
 
+            if args.command == "train" and (args.nproc or 1) > 1 and "WORLD_SIZE" not in os.environ:
+                return _launch_processes(argv, args.nproc)
             handler = {"train": _cmd_train, "evaluate": _cmd_evaluate, "encode": _cmd_encode}[args.command]
             import torch
 
@@ -954,10 +1039,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 where, _, message = message.partition(": ")
             else:
                 where = PROG
-            print(f"{where}: error: {message}", file=sys.stderr)
+            if _speaks():
+                print(f"{where}: error: {message}", file=sys.stderr)
             return EXIT_USAGE
         except KeyboardInterrupt:
-            print(f"{PROG}: interrupted", file=sys.stderr)
+            if _speaks():
+                print(f"{PROG}: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
         except Exception as err:  # noqa: BLE001 - the last resort: one line, or the traceback with --debug
             if debug:

@@ -62,6 +62,7 @@ __all__ = [
     "DistributedRNG",
     "DistributedInfoMaxVAE",
     "wrap",
+    "shard_positions",
     "shard_batches",
     "all_reduce_sum",
     "any_process",
@@ -185,6 +186,14 @@ class DistributedRNG:
         self.global_shuffle = bool(global_shuffle)
         self.generator = torch.Generator().manual_seed(int(seed))
 
+    @classmethod
+    def from_generator(cls, generator: torch.Generator, context: DistributedContext | None = None, *,
+                       global_shuffle: bool = False) -> "DistributedRNG":
+        """A rank-aware stream drawing from an existing (identically seeded) generator."""
+        rng = cls(0, context, global_shuffle=global_shuffle)
+        rng.generator = generator
+        return rng
+
     def get_state(self) -> torch.Tensor:
         """The generator state (restore with :meth:`set_state`)."""
         return self.generator.get_state()
@@ -209,7 +218,8 @@ class DistributedRNG:
             return z[self.permutation(z.shape[0]).to(z.device)]
         b = z.shape[0]
         gathered = torch.empty((ctx.world_size * b, *z.shape[1:]), dtype=z.dtype, device=z.device)
-        dist.all_gather_into_tensor(gathered, z.detach().contiguous())
+        gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor  # newer name first
+        gather(gathered, z.detach().contiguous())
         perm = torch.randperm(ctx.world_size * b, generator=self.generator).to(z.device)
         return gathered[perm[ctx.rank * b:(ctx.rank + 1) * b]]
 
@@ -230,13 +240,13 @@ class _LossModule(nn.Module):
 
 
 class DistributedInfoMaxVAE:
-    """An InfoMaxVAE prepared for data-parallel training (see :func:`wrap`).
+    """A model prepared for data-parallel training (see :func:`wrap`).
 
-    ``module`` is the wrapped :class:`~autoencoder_toolkit.infomaxvaes.InfoMaxVAE`
-    (identical on every process); pass this object to
-    :func:`autoencoder_toolkit.infomaxvaes.train_` and
-    :func:`autoencoder_toolkit.setup`. Use ``module`` for everything else (evaluation,
-    saving).
+    ``module`` is the wrapped :class:`~autoencoder_toolkit.infomaxvaes.InfoMaxVAE` or
+    :class:`~autoencoder_toolkit.vaes.VAE` (identical on every process); pass this object
+    to ``train_`` (:func:`autoencoder_toolkit.infomaxvaes.train_` or
+    :func:`autoencoder_toolkit.vaes.train_`) and to :func:`autoencoder_toolkit.setup`.
+    Use ``module`` for everything else (evaluation, saving).
     """
 
     def __init__(self, module: nn.Module, context: DistributedContext, **ddp_kwargs: Any) -> None:
@@ -247,7 +257,12 @@ class DistributedInfoMaxVAE:
 
     def _wrapper(self, name: str) -> DistributedDataParallel:
         if name not in self._wrappers:
-            target = {"vae": self.module.vae, "mi": self.module.mi, "fused": self.module}[name]
+            from .vaes import VAE
+
+            if isinstance(self.module, VAE):
+                target = {"vae": self.module}[name]
+            else:
+                target = {"vae": self.module.vae, "mi": self.module.mi, "fused": self.module}[name]
             kwargs = dict(self._ddp_kwargs)
             if self.context.device.type == "cuda":
                 kwargs.setdefault("device_ids", [self.context.device.index])
@@ -277,22 +292,23 @@ class DistributedInfoMaxVAE:
 
 
 def wrap(model: nn.Module, context: DistributedContext | None = None, **ddp_kwargs: Any) -> DistributedInfoMaxVAE:
-    """Prepare an InfoMaxVAE for data-parallel training.
+    """Prepare an InfoMaxVAE (or a VAE) for data-parallel training.
 
-    The model is moved to the context's device; the DDP modules are built on first use
-    (each broadcasts rank 0's parameters, so every process starts from the same weights).
+    The model is moved to the context's device and its DDP modules are built (each
+    broadcasts rank 0's parameters, so every process starts from the same weights).
     Extra keywords go to ``DistributedDataParallel``.
     """
     from .infomaxvaes import InfoMaxVAE
+    from .vaes import VAE
 
-    if not isinstance(model, InfoMaxVAE):
-        raise TypeError(f"model: expected an InfoMaxVAE, got {type(model).__name__}")
+    if not isinstance(model, (InfoMaxVAE, VAE)):
+        raise TypeError(f"model: expected an InfoMaxVAE or a VAE, got {type(model).__name__}")
     context = context or current_context()
     model.to(context.device)
     wrapped = DistributedInfoMaxVAE(model, context, **ddp_kwargs)
     if context.enabled:
         # Start every process from rank 0's weights, whichever step is used first.
-        for name in ("vae", "mi", "fused"):
+        for name in (("vae",) if isinstance(model, VAE) else ("vae", "mi", "fused")):
             wrapped._wrapper(name)
     return wrapped
 
@@ -320,6 +336,18 @@ def shard_batches(n: int, batch_size: int, context: DistributedContext | None = 
     idx = np.fromiter(iter(sampler), dtype=np.int64)
     for start in range(0, len(idx) - batch_size + 1, batch_size):
         yield np.sort(idx[start:start + batch_size])
+
+
+def shard_positions(positions: np.ndarray, context: DistributedContext | None = None) -> np.ndarray:
+    """This process's equal share of a global batch of ``positions`` (sorted).
+
+    A global batch of ``N·B`` positions gives each of the ``N`` processes a contiguous
+    block of ``B``; concatenated in rank order the blocks are the global batch.
+    """
+    context = context or current_context()
+    positions = np.asarray(positions)
+    b = len(positions) // context.world_size
+    return np.sort(positions[context.rank * b:(context.rank + 1) * b])
 
 
 def all_reduce_sum(values: np.ndarray | list[float], context: DistributedContext | None = None) -> np.ndarray:

@@ -320,11 +320,11 @@ def held_out_losses(model: nn.Module, data: DataSplit, loss_kwargs: Mapping[str,
 # The loop
 # ----------------------------------------------------------------------------------
 
-def _train_step(model: nn.Module, xb: torch.Tensor, opt: Any, loss_kwargs: Mapping[str, float],
-                rng: torch.Generator, fused: bool) -> tuple[float, float]:
+def _train_step(model: Any, xb: torch.Tensor, opt: Any, loss_kwargs: Mapping[str, float],
+                rng: Any, fused: bool) -> tuple[float, float]:
     from . import infomaxvaes, vaes
 
-    if isinstance(model, infomaxvaes.InfoMaxVAE):
+    if isinstance(getattr(model, "module", model), infomaxvaes.InfoMaxVAE):
         if fused:
             return infomaxvaes.train_(model, xb, opt, infomaxloss_kwargs=loss_kwargs, loss_return=True,
                                       rng=rng, fused=True)
@@ -335,7 +335,8 @@ def _train_step(model: nn.Module, xb: torch.Tensor, opt: Any, loss_kwargs: Mappi
 def fit(model: nn.Module, data: DataSplit, opt: Any, *, epochs: int, batch_size: int,
         loss_kwargs: Mapping[str, float], state: TrainingState, held_out: DataSplit | None = None,
         fused: bool = False, on_epoch_end: Callable[[TrainingState], None] | None = None,
-        progress: bool = True, progress_file: Any = None, eval_batch_size: int = 1024) -> TrainingState:
+        progress: bool = True, progress_file: Any = None, eval_batch_size: int = 1024,
+        context: Any = None, global_shuffle: bool = False) -> TrainingState:
     """Train ``model`` in place until ``state.epoch == epochs``.
 
     Parameters
@@ -364,6 +365,17 @@ def fit(model: nn.Module, data: DataSplit, opt: Any, *, epochs: int, batch_size:
     progress:
         Show a tqdm progress bar over the batches of all epochs, with the epoch's running
         means of the two losses.
+    context:
+        A :class:`~autoencoder_toolkit.distributed.DistributedContext` with several
+        processes: data-parallel training. Every process then runs ``fit`` with the same
+        arguments; ``batch_size`` is per process, each step takes a global batch of
+        ``world_size·batch_size`` rows of one shared per-epoch permutation and gives each
+        process its block, gradients are averaged across processes, the training losses
+        in the history are averaged over processes, and only rank 0 evaluates the
+        held-out data, shows progress and calls ``on_epoch_end``.
+    global_shuffle:
+        With ``context``: shuffle codes across processes for the MI bound (see
+        :mod:`autoencoder_toolkit.distributed`).
 
     Each history entry holds ``epoch``, ``step``, ``loss`` and ``critic_loss`` (means of
     the training losses over the epoch's batches; ``critic_loss`` is ``−Î``, absent for
@@ -378,17 +390,28 @@ def fit(model: nn.Module, data: DataSplit, opt: Any, *, epochs: int, batch_size:
     """
     from tqdm.auto import tqdm
 
+    from . import distributed as dist_mod
+
+    ctx = context or dist_mod.DistributedContext()
+    world = ctx.world_size if ctx.enabled else 1
     n = len(data)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 2:
         raise ValueError(f"batch_size: expected an integer >= 2, got {batch_size!r}")
-    if batch_size > n:
-        raise ValueError(f"batch_size: {batch_size} is larger than the {n} training samples; "
-                         f"use a batch size of at most {n}")
+    if batch_size * world > n:
+        raise ValueError(f"batch_size: {batch_size} per process × {world} process(es) is larger than the {n} "
+                         f"training samples; use a batch size of at most {n // world}")
     from .infomaxvaes import InfoMaxVAE
 
     has_critic = isinstance(model, InfoMaxVAE)
     device = next(iter(model.parameters())).device
-    per_epoch = n // batch_size
+    global_batch = batch_size * world
+    per_epoch = n // global_batch
+    if world > 1:
+        step_model: Any = dist_mod.wrap(model, ctx)
+        step_rng: Any = dist_mod.DistributedRNG.from_generator(state.torch_rng, ctx, global_shuffle=global_shuffle)
+    else:
+        step_model, step_rng = model, state.torch_rng
+    progress = progress and ctx.is_main
     remaining = max(0, int(epochs) - state.epoch)
     lr = float(optimizer_dict(opt)["vae"].param_groups[0]["lr"])
     bar = tqdm(total=remaining * per_epoch, disable=not progress or remaining == 0, unit="batch",
@@ -400,11 +423,13 @@ def fit(model: nn.Module, data: DataSplit, opt: Any, *, epochs: int, batch_size:
             bar.set_description(f"epoch {epoch + 1}/{epochs}", refresh=False)
             losses = np.zeros((per_epoch, 2))
             running = np.zeros(2)
-            for b, positions in enumerate(iterate_minibatches(n, batch_size, shuffle=True, rng=state.batch_rng,
+            for b, positions in enumerate(iterate_minibatches(n, global_batch, shuffle=True, rng=state.batch_rng,
                                                              drop_last=True)):
+                if world > 1:
+                    positions = dist_mod.shard_positions(positions, ctx)
                 xb = torch.from_numpy(data.read(positions)).to(device, non_blocking=True)
                 try:
-                    losses[b] = _train_step(model, xb, opt, loss_kwargs, state.torch_rng, fused)
+                    losses[b] = _train_step(step_model, xb, opt, loss_kwargs, step_rng, fused)
                 except FloatingPointError as err:
                     raise TrainingDiverged(
                         f"training diverged at epoch {epoch + 1}, batch {b + 1}: {err}",
@@ -417,22 +442,26 @@ def fit(model: nn.Module, data: DataSplit, opt: Any, *, epochs: int, batch_size:
                         text += f" critic={running[1] / (b + 1):.4g}"
                     bar.set_postfix_str(text, refresh=False)
                     bar.update(1)
+            if world > 1:  # per-batch losses averaged over the processes
+                losses = dist_mod.all_reduce_sum(losses, ctx) / world
             record: dict[str, Any] = {"epoch": epoch + 1, "step": state.step, "loss": float(losses[:, 0].mean())}
             if has_critic:
                 mi_values = -losses[:, 1]
                 record.update(critic_loss=float(losses[:, 1].mean()), mi=float(mi_values.mean()),
                               mi_std=float(mi_values.std()))
             record["lr"] = lr
-            if held_out is not None and len(held_out) >= 1:
+            if held_out is not None and len(held_out) >= 1 and ctx.is_main:
                 record.update(held_out_losses(model, held_out, loss_kwargs, seed=state.seed, epoch=epoch + 1,
                                               batch_size=eval_batch_size))
             record["seconds"] = time.perf_counter() - t0
             state.history.append(record)
             state.epoch = epoch + 1
-            if on_epoch_end is not None:
+            if on_epoch_end is not None and ctx.is_main:
                 on_epoch_end(state)
     finally:
         bar.close()
+        if world > 1:
+            step_model.close()
     return state
 
 

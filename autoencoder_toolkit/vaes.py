@@ -283,8 +283,13 @@ def train_(vae: VAE, x: Any, *args: Any, loss_function: Callable = loss,
         unchanged.
     """
     x_out, opt = _split_train_args(args, "train_")
+    ddp = None
     if not isinstance(vae, VAE):
-        raise TypeError(f"vae: expected a VAE, got {type(vae).__name__}")
+        from .distributed import DistributedInfoMaxVAE
+
+        if not (isinstance(vae, DistributedInfoMaxVAE) and isinstance(vae.module, VAE)):
+            raise TypeError(f"vae: expected a VAE, got {type(vae).__name__}")
+        ddp, vae = vae, vae.module
     if not isinstance(opt, torch.optim.Optimizer):
         raise TypeError(f"opt: expected a torch.optim.Optimizer (e.g. setup(torch.optim.Adam, vae)), got {type(opt).__name__}")
     if loss_kwargs is not None and not isinstance(loss_kwargs, Mapping):
@@ -298,8 +303,17 @@ def train_(vae: VAE, x: Any, *args: Any, loss_function: Callable = loss,
     data_args = (x_t,) if x_out is None else (x_t, _target(vae, x_out, x_t, finite=False))
     params = [p for p in vae.parameters() if p.requires_grad]
     fn = _loss_impl if loss_function is loss else loss_function
-    value = fn(vae, *data_args, **kwargs)
-    check_loss_value(value, "the VAE loss", data_args[-1] if x_out is not None else x_t, "x")
+    if ddp is not None:
+        value = ddp.call("vae", fn, vae, *data_args, **kwargs)
+        finite = ddp.all_finite(value)
+    else:
+        value = fn(vae, *data_args, **kwargs)
+        finite = bool(torch.isfinite(value).all())
+    if not finite:
+        check_loss_value(value, "the VAE loss", data_args[-1] if x_out is not None else x_t, "x")
+        raise FloatingPointError("the VAE loss is not finite on another process; no parameter or optimizer "
+                                 "state was changed. Lower the learning rate, check the data scale, or resume "
+                                 "from the last checkpoint")
     opt.zero_grad(set_to_none=True)
     value.backward(inputs=params)
     if not grads_finite(params):
