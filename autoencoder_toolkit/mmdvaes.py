@@ -100,7 +100,8 @@ from ._validation import check_finite
 from .backends import array_namespace
 from .decoders import decoder_loglikelihood
 from .encoders import encoder_kl
-from .vaes import VAE, _data, _split_train_args, _target, check_loss_value
+from .vaes import (VAE, _data, _split_train_args, _target, check_loss_value, grads_finite,
+                   raise_non_finite_gradient)
 
 __all__ = ["MMDVAE", "gaussian_kernel", "mmd_div", "logP_mmd_ratio", "loss", "train_"]
 
@@ -504,6 +505,9 @@ def train_(mmdvae: MMDVAE, x: Any, *args: Any, loss_function: Callable = loss,
     check_loss_value(value, "the MMD-VAE loss", data_args[-1], "x" if x_out is None else "x_out")
     opt.zero_grad(set_to_none=True)
     value.backward(inputs=params)
+    if not grads_finite(params):
+        opt.zero_grad(set_to_none=True)
+        raise_non_finite_gradient("the MMD-VAE loss")
     opt.step()
     opt.zero_grad(set_to_none=True)
     result = float(value.detach())
