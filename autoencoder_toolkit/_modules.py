@@ -11,7 +11,8 @@ from torch import nn
 from ._validation import as_model_input, check_finite, check_sample_shape, module_device_dtype
 
 __all__ = ["CheckedModule", "call_unchecked", "bind_arguments", "leading_linear_in",
-           "trailing_linear_out", "as_int_list", "as_activation_list", "as_sample_shape"]
+           "trailing_linear_out", "as_int_list", "as_activation_list", "as_sample_shape", "is_field_form",
+           "check_module", "bind_trunk_and_heads"]
 
 
 def call_unchecked(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
@@ -145,3 +146,42 @@ def as_sample_shape(value: Any, name: str) -> tuple[int, ...]:
     if not shape or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
         raise ValueError(f"{name}: expected a shape of positive integers, got {value!r}")
     return tuple(int(s) for s in shape)
+
+
+def is_field_form(args: tuple, kwargs: dict, fields: Sequence[str]) -> bool:
+    """Whether a constructor call passes modules (its fields) rather than sizes."""
+    return any(k in fields for k in kwargs) or (bool(args) and isinstance(args[0], nn.Module))
+
+
+def check_module(value: Any, cls_name: str, field: str) -> nn.Module:
+    """``value`` if it is a torch module; otherwise a ``TypeError`` naming the field."""
+    if not isinstance(value, nn.Module):
+        raise TypeError(f"{cls_name}: field {field!r} must be a torch.nn.Module, got {type(value).__name__}")
+    return value
+
+
+_HEAD_ALIASES = {"mu": "μ", "logsigma": "logσ", "sigma": "σ"}
+
+
+def bind_trunk_and_heads(cls_name: str, args: tuple, kwargs: dict, trunk_field: str, scale_field: str,
+                         network: str, unit: str) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """The field form ``(trunk, μ, scale)`` of the joint Gaussian encoders and decoders.
+
+    Accepts the ASCII keywords ``mu``, ``logsigma``, ``sigma``; checks that both heads
+    take the trunk's output and give the same number of ``unit``.
+    """
+    kwargs = {_HEAD_ALIASES.get(k, k): v for k, v in kwargs.items()}
+    fields = (trunk_field, "μ", scale_field)
+    b = bind_arguments(cls_name, args, kwargs, fields, 3)
+    trunk, mu, scale = (check_module(b[f], cls_name, f) for f in fields)
+    h = trailing_linear_out(trunk)
+    for name, head in (("μ", mu), (scale_field, scale)):
+        n = leading_linear_in(head)
+        if h is not None and n is not None and h != n:
+            raise ValueError(f"{cls_name}: the {name} head expects {n} input features but the {network} "
+                             f"network outputs {h}")
+    m_out, s_out = trailing_linear_out(mu), trailing_linear_out(scale)
+    if m_out is not None and s_out is not None and m_out != s_out:
+        raise ValueError(f"{cls_name}: the μ head outputs {m_out} {unit} but the {scale_field} head "
+                         f"outputs {s_out}")
+    return trunk, mu, scale

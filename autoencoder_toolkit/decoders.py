@@ -28,8 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._modules import (CheckedModule, as_activation_list, as_int_list, as_sample_shape,
-                       bind_arguments, call_unchecked, leading_linear_in, trailing_linear_out)
+from ._modules import (CheckedModule, as_activation_list, as_int_list, as_sample_shape, bind_arguments,
+                       bind_trunk_and_heads, call_unchecked, check_module, is_field_form, leading_linear_in,
+                       trailing_linear_out)
 from .activations import get_activation
 # The log-likelihoods on plain arrays live in the torch-free module ``densities`` (the
 # NumPy inference models use them without torch); they are re-exported here.
@@ -134,16 +135,6 @@ def _no_kwargs(owner: str, kwargs: dict) -> None:
 _DEFAULT_NAMES = ("n_input", "n_latent", "decoder_neurons", "decoder_activation", "output_activation")
 
 
-def _field_form(args: tuple, kwargs: dict, fields: Sequence[str]) -> bool:
-    return any(k in fields for k in kwargs) or (bool(args) and isinstance(args[0], nn.Module))
-
-
-def _module(value: Any, cls_name: str, field: str) -> nn.Module:
-    if not isinstance(value, nn.Module):
-        raise TypeError(f"{cls_name}: field {field!r} must be a torch.nn.Module, got {type(value).__name__}")
-    return value
-
-
 def _latent_shape_of(module: nn.Module) -> tuple[int, ...] | None:
     n = leading_linear_in(module)
     return (n,) if n is not None else None
@@ -181,9 +172,9 @@ class Decoder(AbstractDeterministicDecoder):
 
     def __init__(self, *args: Any, init: Callable[..., torch.Tensor] | str = glorot_uniform, **kwargs: Any) -> None:
         super().__init__()
-        if _field_form(args, kwargs, ("decoder",)):
+        if is_field_form(args, kwargs, ("decoder",)):
             b = bind_arguments("Decoder", args, kwargs, ("decoder",), 1)
-            self.decoder = _module(b["decoder"], "Decoder", "decoder")
+            self.decoder = check_module(b["decoder"], "Decoder", "decoder")
             self.input_shape = _latent_shape_of(self.decoder)
             return
         b = bind_arguments("Decoder", args, kwargs, _DEFAULT_NAMES, 5)
@@ -205,9 +196,9 @@ class _SingleChainDecoder:
     """Constructor shared by decoders made of one chain ending in the output layer."""
 
     def _construct_chain(self, cls_name: str, args: tuple, kwargs: dict, init: Any) -> Any:
-        if _field_form(args, kwargs, ("decoder",)):
+        if is_field_form(args, kwargs, ("decoder",)):
             b = bind_arguments(cls_name, args, kwargs, ("decoder",), 1)
-            self.decoder = _module(b["decoder"], cls_name, "decoder")
+            self.decoder = check_module(b["decoder"], cls_name, "decoder")
             self.input_shape = _latent_shape_of(self.decoder)
             n_out = trailing_linear_out(self.decoder)
             self.output_shape = (n_out,) if n_out is not None else None
@@ -308,9 +299,9 @@ class CategoricalDecoder(AbstractVariationalDecoder):
 
     def __init__(self, *args: Any, init: Callable[..., torch.Tensor] | str = glorot_uniform, **kwargs: Any) -> None:
         super().__init__()
-        if _field_form(args, kwargs, ("decoder",)):
+        if is_field_form(args, kwargs, ("decoder",)):
             b = bind_arguments("CategoricalDecoder", args, kwargs, ("decoder",), 1)
-            self.decoder = _module(b["decoder"], "CategoricalDecoder", "decoder")
+            self.decoder = check_module(b["decoder"], "CategoricalDecoder", "decoder")
             self.input_shape = _latent_shape_of(self.decoder)
             return
         names = ("size_input", "n_latent", "decoder_neurons", "decoder_activation", "output_activation")
@@ -345,23 +336,10 @@ class _JointDecoderBase:
 
     def _construct_joint(self, cls_name: str, args: tuple, kwargs: dict, init: Any) -> None:
         fields = ("decoder", "μ", self._scale_field)
-        if _field_form(args, kwargs, fields + ("mu", "logsigma", "sigma")):
-            kwargs = {("μ" if k == "mu" else self._scale_field if k in ("logsigma", "sigma") else k): v
-                      for k, v in kwargs.items()}
-            b = bind_arguments(cls_name, args, kwargs, fields, 3)
-            trunk = _module(b["decoder"], cls_name, "decoder")
-            mu = _module(b["μ"], cls_name, "μ")
-            scale = _module(b[self._scale_field], cls_name, self._scale_field)
-            h = trailing_linear_out(trunk)
-            for name, head in (("μ", mu), (self._scale_field, scale)):
-                n = leading_linear_in(head)
-                if h is not None and n is not None and n != h:
-                    raise ValueError(f"{cls_name}: the {name} head expects {n} input features but the "
-                                     f"decoder network outputs {h}")
-            m_out, s_out = trailing_linear_out(mu), trailing_linear_out(scale)
-            if m_out is not None and s_out is not None and m_out != s_out:
-                raise ValueError(f"{cls_name}: the μ head outputs {m_out} features but the "
-                                 f"{self._scale_field} head outputs {s_out}")
+        if is_field_form(args, kwargs, fields + ("mu", "logsigma", "sigma")):
+            trunk, mu, scale = bind_trunk_and_heads(cls_name, args, kwargs, "decoder", self._scale_field,
+                                                    "decoder", "features")
+            m_out = trailing_linear_out(mu)
             self.input_shape = _latent_shape_of(trunk)
             self.output_shape = (m_out,) if m_out is not None else None
         else:
@@ -440,11 +418,11 @@ class _SplitDecoderBase:
     def _construct_split(self, cls_name: str, args: tuple, kwargs: dict, init: Any) -> None:
         s = self._scale_field
         fields = ("μ", s)
-        if _field_form(args, kwargs, fields + ("mu", "logsigma", "sigma")):
+        if is_field_form(args, kwargs, fields + ("mu", "logsigma", "sigma")):
             kwargs = {("μ" if k == "mu" else s if k in ("logsigma", "sigma") else k): v for k, v in kwargs.items()}
             b = bind_arguments(cls_name, args, kwargs, fields, 2)
-            mu = _module(b["μ"], cls_name, "μ")
-            scale = _module(b[s], cls_name, s)
+            mu = check_module(b["μ"], cls_name, "μ")
+            scale = check_module(b[s], cls_name, s)
             l1, l2 = leading_linear_in(mu), leading_linear_in(scale)
             if l1 is not None and l2 is not None and l1 != l2:
                 raise ValueError(f"{cls_name}: the μ network takes {l1} latent dimensions but the {s} network takes {l2}")

@@ -25,8 +25,9 @@ import torch
 from torch import nn
 
 from . import _random
-from ._modules import (CheckedModule, as_activation_list, as_int_list, as_sample_shape,
-                       bind_arguments, call_unchecked, leading_linear_in, trailing_linear_out)
+from ._modules import (CheckedModule, as_activation_list, as_int_list, as_sample_shape, bind_arguments,
+                       bind_trunk_and_heads, call_unchecked, check_module, is_field_form, leading_linear_in,
+                       trailing_linear_out)
 from .activations import ActivationLike
 # The formulas on plain arrays live in the torch-free module ``densities`` (the NumPy
 # inference models use them without torch); they are re-exported here.
@@ -152,18 +153,6 @@ class AbstractGaussianLinearEncoder(AbstractGaussianEncoder):
 _DEFAULT_NAMES = ("n_input", "n_latent", "encoder_neurons", "encoder_activation", "latent_activation")
 
 
-def _is_field_form(args: tuple, kwargs: dict, fields: tuple[str, ...]) -> bool:
-    if any(k in fields for k in kwargs):
-        return True
-    return bool(args) and isinstance(args[0], nn.Module)
-
-
-def _check_module(value: Any, cls_name: str, field: str) -> nn.Module:
-    if not isinstance(value, nn.Module):
-        raise TypeError(f"{cls_name}: field {field!r} must be a torch.nn.Module, got {type(value).__name__}")
-    return value
-
-
 def _hidden_chain(cls_name: str, n_input: Any, neurons: Any, activations: Any, init: Any,
                   neurons_name: str = "encoder_neurons",
                   activation_name: str = "encoder_activation") -> tuple[Chain, tuple[int, ...]]:
@@ -200,9 +189,9 @@ class Encoder(AbstractDeterministicEncoder):
 
     def __init__(self, *args: Any, init: Callable[..., torch.Tensor] | str = glorot_uniform, **kwargs: Any) -> None:
         super().__init__()
-        if _is_field_form(args, kwargs, ("encoder",)):
+        if is_field_form(args, kwargs, ("encoder",)):
             b = bind_arguments("Encoder", args, kwargs, ("encoder",), 1)
-            self.encoder = _check_module(b["encoder"], "Encoder", "encoder")
+            self.encoder = check_module(b["encoder"], "Encoder", "encoder")
             n = leading_linear_in(self.encoder)
             self.input_shape = (n,) if n is not None else None
             self.latent_dim = trailing_linear_out(self.encoder)
@@ -227,27 +216,10 @@ class _JointGaussianBase:
 
     def _construct(self, cls_name: str, args: tuple, kwargs: dict, init: Any) -> None:
         fields = ("encoder", "μ", self._scale_field)
-        if _is_field_form(args, kwargs, fields + ("mu", "logsigma", "sigma")):
-            kwargs = {("μ" if k == "mu" else self._scale_field if k in ("logsigma", "sigma") else k): v
-                      for k, v in kwargs.items()}
-            b = bind_arguments(cls_name, args, kwargs, fields, 3)
-            trunk = _check_module(b["encoder"], cls_name, "encoder")
-            mu = _check_module(b["μ"], cls_name, "μ")
-            scale = _check_module(b[self._scale_field], cls_name, self._scale_field)
-            h = trailing_linear_out(trunk)
-            for name, head in (("μ", mu), (self._scale_field, scale)):
-                n = leading_linear_in(head)
-                if h is not None and n is not None and h != n:
-                    raise ValueError(
-                        f"{cls_name}: the {name} head expects {n} input features but the encoder "
-                        f"network outputs {h}"
-                    )
-            m_out, s_out = trailing_linear_out(mu), trailing_linear_out(scale)
-            if m_out is not None and s_out is not None and m_out != s_out:
-                raise ValueError(
-                    f"{cls_name}: the μ head outputs {m_out} latent dimensions but the "
-                    f"{self._scale_field} head outputs {s_out}"
-                )
+        if is_field_form(args, kwargs, fields + ("mu", "logsigma", "sigma")):
+            trunk, mu, scale = bind_trunk_and_heads(cls_name, args, kwargs, "encoder", self._scale_field,
+                                                    "encoder", "latent dimensions")
+            m_out = trailing_linear_out(mu)
             n_in = leading_linear_in(trunk)
             input_shape = (n_in,) if n_in is not None else None
             latent_dim = m_out

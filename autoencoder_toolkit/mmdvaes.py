@@ -96,12 +96,10 @@ from torch import nn
 
 from . import _random
 from ._modules import CheckedModule
-from ._validation import check_finite
 from .backends import array_namespace
 from .decoders import decoder_loglikelihood
 from .encoders import encoder_kl
-from .vaes import (VAE, _data, _split_train_args, _target, check_loss_value, grads_finite,
-                   raise_non_finite_gradient)
+from .vaes import VAE, _data, _split_train_args, _target, optimizer_step
 
 __all__ = ["MMDVAE", "gaussian_kernel", "mmd_div", "logP_mmd_ratio", "loss", "train_"]
 
@@ -479,7 +477,8 @@ def train_(mmdvae: MMDVAE, x: Any, *args: Any, loss_function: Callable = loss,
     Raises
     ------
     FloatingPointError
-        If the loss is NaN or infinite; parameters and optimizer state are unchanged.
+        If the loss or its gradient is NaN or infinite; parameters and optimizer state are
+        unchanged.
     """
     x_out, opt = _split_train_args(args, "train_")
     _check_model(mmdvae)
@@ -497,22 +496,11 @@ def train_(mmdvae: MMDVAE, x: Any, *args: Any, loss_function: Callable = loss,
         kwargs.setdefault("rng", rng)
     x_t = _data(mmdvae, x, "x_in" if x_out is not None else "x", finite=False)
     data_args = (x_t,) if x_out is None else (x_t, _target(mmdvae.vae, x_out, x_t, finite=False))
-    params = [p for p in mmdvae.parameters() if p.requires_grad]
     fn = _loss_impl if loss_function is loss else loss_function
-    value = fn(mmdvae, *data_args, **kwargs)
-    if x_out is not None and not bool(torch.isfinite(value).all()):
-        check_finite(x_t, "x_in")  # a clearer ValueError when the input is the cause
-    check_loss_value(value, "the MMD-VAE loss", data_args[-1], "x" if x_out is None else "x_out")
-    opt.zero_grad(set_to_none=True)
-    value.backward(inputs=params)
-    if not grads_finite(params):
-        opt.zero_grad(set_to_none=True)
-        raise_non_finite_gradient("the MMD-VAE loss")
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    result = float(value.detach())
+    result = optimizer_step(mmdvae, fn, data_args, kwargs, opt, "the MMD-VAE loss")
     if loss_return:
         return result
     if verbose:
         print(f"Loss: {result}")
     return None
+

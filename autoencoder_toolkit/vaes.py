@@ -301,29 +301,43 @@ def train_(vae: VAE, x: Any, *args: Any, loss_function: Callable = loss,
         kwargs.setdefault("kernels", kernels)
     x_t = _data(vae, x, "x_in" if x_out is not None else "x", finite=False)
     data_args = (x_t,) if x_out is None else (x_t, _target(vae, x_out, x_t, finite=False))
-    params = [p for p in vae.parameters() if p.requires_grad]
     fn = _loss_impl if loss_function is loss else loss_function
-    if ddp is not None:
-        value = ddp.call("vae", fn, vae, *data_args, **kwargs)
-        finite = ddp.all_finite(value)
-    else:
-        value = fn(vae, *data_args, **kwargs)
-        finite = bool(torch.isfinite(value).all())
-    if not finite:
-        check_loss_value(value, "the VAE loss", data_args[-1] if x_out is not None else x_t, "x")
-        raise FloatingPointError("the VAE loss is not finite on another process; no parameter or optimizer "
-                                 "state was changed. Lower the learning rate, check the data scale, or resume "
-                                 "from the last checkpoint")
-    opt.zero_grad(set_to_none=True)
-    value.backward(inputs=params)
-    if not grads_finite(params):
-        opt.zero_grad(set_to_none=True)
-        raise_non_finite_gradient("the VAE loss")
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    result = float(value.detach())
+    result = optimizer_step(vae, fn, data_args, kwargs, opt, "the VAE loss", ddp=ddp)
     if loss_return:
         return result
     if verbose:
         print(f"Loss: {result}")
     return None
+
+
+def optimizer_step(model: nn.Module, loss_fn: Callable, data_args: tuple, kwargs: Mapping[str, Any],
+                   opt: torch.optim.Optimizer, name: str, ddp: Any = None) -> float:
+    """``loss_fn(model, *data_args, **kwargs)``, checked, differentiated, and one step of ``opt``.
+
+    Shared by the single-optimizer ``train_`` functions (VAE, MMD-VAE). Raises
+    ``FloatingPointError`` (naming ``name``) before any update if the loss or its gradient
+    is not finite; with ``ddp`` (a distributed wrapper) the loss runs inside its DDP module
+    and the finiteness check is collective. Returns the loss as a float.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if ddp is not None:
+        value = ddp.call("vae", loss_fn, model, *data_args, **kwargs)
+        finite = ddp.all_finite(value)
+    else:
+        value = loss_fn(model, *data_args, **kwargs)
+        finite = bool(torch.isfinite(value).all())
+    if not finite:
+        if len(data_args) == 2:
+            check_finite(data_args[0], "x_in")  # a clearer ValueError when the data are the cause
+        check_loss_value(value, name, data_args[-1], "x" if len(data_args) == 1 else "x_out")
+        raise FloatingPointError(f"{name} is not finite on another process; no parameter or optimizer state "
+                                 "was changed. Lower the learning rate, check the data scale, or resume from "
+                                 "the last checkpoint")
+    opt.zero_grad(set_to_none=True)
+    value.backward(inputs=params)
+    if not grads_finite(params):
+        opt.zero_grad(set_to_none=True)
+        raise_non_finite_gradient(name)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return float(value.detach())
