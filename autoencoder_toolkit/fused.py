@@ -40,6 +40,7 @@ the faithful step.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Mapping, NamedTuple
 
 import torch
@@ -52,7 +53,7 @@ from ._validation import check_weight
 from .decoders import decoder_loglikelihood
 from .encoders import encoder_kl
 from .outputs import OptimizerPair, VAEOutput
-from .vaes import grads_finite, raise_non_finite_gradient, resolve_weight
+from .vaes import raise_non_finite_gradient, read_step, resolve_weight
 
 __all__ = ["FusedLosses", "fused_losses", "fused_train_step"]
 
@@ -206,19 +207,25 @@ def fused_train_step(model: nn.Module, x: torch.Tensor, x_out: torch.Tensor | No
         losses = ddp.call("fused", fused_losses, model, x, x_out, vae_kwargs, mi_kwargs)
     else:
         losses = fused_losses(model, x, x_out, vae_kwargs, mi_kwargs)
-    if not losses_finite(ddp, losses.vae_loss, losses.mi_loss):
-        target, name = (x, "x") if x_out is None else (x_out, "x_out")
-        raise_non_finite([(losses.vae_loss, "infomaxloss"), (losses.mi_loss, "miloss")], target, name)
+    if ddp is not None and not losses_finite(ddp, losses.vae_loss, losses.mi_loss):
+        raise_non_finite([(losses.vae_loss, "infomaxloss"), (losses.mi_loss, "miloss")], *_target_of(x, x_out))
     opt.vae.zero_grad(set_to_none=True)
     opt.mi.zero_grad(set_to_none=True)
     losses.surrogate.backward()
     params = [p for group in (*opt.vae.param_groups, *opt.mi.param_groups) for p in group["params"]]
-    if not grads_finite(params):
+    (l_vae, l_mi), grads_ok = read_step([losses.vae_loss, losses.mi_loss], params)  # the step's one sync
+    if not (math.isfinite(l_vae) and math.isfinite(l_mi)) or not grads_ok:
         opt.vae.zero_grad(set_to_none=True)
         opt.mi.zero_grad(set_to_none=True)
+        if not (math.isfinite(l_vae) and math.isfinite(l_mi)):
+            raise_non_finite([(losses.vae_loss, "infomaxloss"), (losses.mi_loss, "miloss")], *_target_of(x, x_out))
         raise_non_finite_gradient("infomaxloss or miloss")
     opt.vae.step()
     opt.mi.step()
     opt.vae.zero_grad(set_to_none=True)
     opt.mi.zero_grad(set_to_none=True)
-    return float(losses.vae_loss.detach()), float(losses.mi_loss.detach())
+    return l_vae, l_mi
+
+
+def _target_of(x: torch.Tensor, x_out: torch.Tensor | None) -> tuple[torch.Tensor, str]:
+    return (x, "x") if x_out is None else (x_out, "x_out")

@@ -25,6 +25,7 @@ batch (at least 2 samples, 64 or more recommended).
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -42,8 +43,8 @@ from .densities import mutual_info_bound  # written once for NumPy, torch and Cu
 from .encoders import encoder_kl
 from .layers import Chain, Dense, Flatten, dense_chain, glorot_uniform
 from .outputs import InfoMaxVAEOutput, OptimizerPair, VAEOutput
-from .vaes import (VAE, _data, _split_train_args, _target, check_loss_value, grads_finite,
-                   raise_non_finite_gradient, resolve_weight)
+from .vaes import (VAE, _data, _split_train_args, _target, check_loss_value, raise_non_finite_gradient,
+                   read_step, resolve_weight)
 
 __all__ = [
     "MutualInfoChain",
@@ -596,12 +597,15 @@ def _faithful_step(model: InfoMaxVAE, x: torch.Tensor, x_out: torch.Tensor | Non
     # Step 1: the VAE on infomaxloss; the critic is a constant.
     fn = _infomaxloss_impl if infomaxloss_function is infomaxloss else infomaxloss_function
     l_vae = call("vae", fn, vae, mi, *data_args, **vae_kwargs)
-    if not losses_finite(ddp, l_vae):
+    if ddp is not None and not losses_finite(ddp, l_vae):
         raise_non_finite([(l_vae, "infomaxloss")], target, target_name)
     opt.vae.zero_grad(set_to_none=True)
     l_vae.backward(inputs=vae_params)
-    if not grads_finite(vae_params):
+    (v_vae,), grads_ok = read_step([l_vae], vae_params)  # one device sync per update
+    if not math.isfinite(v_vae) or not grads_ok:
         opt.vae.zero_grad(set_to_none=True)
+        if not math.isfinite(v_vae):
+            raise_non_finite([(l_vae, "infomaxloss")], target, target_name)
         raise_non_finite_gradient("infomaxloss")
     snapshot = _snapshot(vae_params, opt.vae)
     opt.vae.step()
@@ -610,15 +614,18 @@ def _faithful_step(model: InfoMaxVAE, x: torch.Tensor, x_out: torch.Tensor | Non
     # Step 2: the critic on miloss, with a fresh pass of the updated VAE.
     fn = _miloss_impl if miloss_function is miloss else miloss_function
     l_mi = call("mi", fn, vae, mi, x, **mi_kwargs)
-    if not losses_finite(ddp, l_mi):
+    if ddp is not None and not losses_finite(ddp, l_mi):
         _restore(vae_params, opt.vae, snapshot)
         raise_non_finite([(l_mi, "miloss")], x, "x")
     opt.mi.zero_grad(set_to_none=True)
     l_mi.backward(inputs=mi_params)
-    if not grads_finite(mi_params):
+    (v_mi,), grads_ok = read_step([l_mi], mi_params)
+    if not math.isfinite(v_mi) or not grads_ok:
         opt.mi.zero_grad(set_to_none=True)
         _restore(vae_params, opt.vae, snapshot)
+        if not math.isfinite(v_mi):
+            raise_non_finite([(l_mi, "miloss")], x, "x")
         raise_non_finite_gradient("miloss")
     opt.mi.step()
     opt.mi.zero_grad(set_to_none=True)
-    return float(l_vae.detach()), float(l_mi.detach())
+    return v_vae, v_mi

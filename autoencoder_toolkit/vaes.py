@@ -15,7 +15,7 @@ averaged over the batch. ``β`` weighs the KL term (``β = 1``: the ELBO; ``β >
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -248,10 +248,19 @@ def check_loss_value(value: torch.Tensor, name: str, data: torch.Tensor, data_na
     )
 
 
-def grads_finite(params: list[torch.Tensor]) -> bool:
-    """Whether every gradient is finite (one reduction per tensor; an overflowing sum counts as not)."""
+def read_step(values: Sequence[torch.Tensor], params: Sequence[torch.Tensor]) -> tuple[list[float], bool]:
+    """The loss ``values`` as floats and whether every gradient of ``params`` is finite.
+
+    One device synchronisation for all of it (on a GPU each read of a value waits for the
+    device). The gradients are checked through the sum of their sums, so an overflowing
+    sum counts as not finite.
+    """
     sums = [p.grad.sum() for p in params if p.grad is not None]
-    return not sums or bool(torch.isfinite(torch.stack(sums).sum()))
+    device = values[0].device
+    grad_total = torch.stack(sums).sum().to(torch.float64) if sums else torch.zeros((), dtype=torch.float64,
+                                                                                       device=device)
+    out = torch.stack([v.detach().reshape(()).to(torch.float64) for v in values] + [grad_total]).tolist()
+    return out[:-1], math.isfinite(out[-1])
 
 
 def raise_non_finite_gradient(name: str) -> None:
@@ -322,22 +331,27 @@ def optimizer_step(model: nn.Module, loss_fn: Callable, data_args: tuple, kwargs
     params = [p for p in model.parameters() if p.requires_grad]
     if ddp is not None:
         value = ddp.call("vae", loss_fn, model, *data_args, **kwargs)
-        finite = ddp.all_finite(value)
+        if not ddp.all_finite(value):
+            _raise_for_loss(value, name, data_args)
     else:
         value = loss_fn(model, *data_args, **kwargs)
-        finite = bool(torch.isfinite(value).all())
-    if not finite:
-        if len(data_args) == 2:
-            check_finite(data_args[0], "x_in")  # a clearer ValueError when the data are the cause
-        check_loss_value(value, name, data_args[-1], "x" if len(data_args) == 1 else "x_out")
-        raise FloatingPointError(f"{name} is not finite on another process; no parameter or optimizer state "
-                                 "was changed. Lower the learning rate, check the data scale, or resume from "
-                                 "the last checkpoint")
     opt.zero_grad(set_to_none=True)
     value.backward(inputs=params)
-    if not grads_finite(params):
+    (result,), grads_ok = read_step([value], params)
+    if not math.isfinite(result) or not grads_ok:
         opt.zero_grad(set_to_none=True)
+        if not math.isfinite(result):
+            _raise_for_loss(value, name, data_args)
         raise_non_finite_gradient(name)
     opt.step()
     opt.zero_grad(set_to_none=True)
-    return float(value.detach())
+    return result
+
+
+def _raise_for_loss(value: torch.Tensor, name: str, data_args: tuple) -> None:
+    if len(data_args) == 2:
+        check_finite(data_args[0], "x_in")  # a clearer ValueError when the data are the cause
+    check_loss_value(value, name, data_args[-1], "x" if len(data_args) == 1 else "x_out")
+    raise FloatingPointError(f"{name} is not finite on another process; no parameter or optimizer state "
+                             "was changed. Lower the learning rate, check the data scale, or resume from "
+                             "the last checkpoint")
