@@ -31,3 +31,15 @@ def f64(t) -> np.ndarray:
     if isinstance(t, torch.Tensor):
         t = t.detach().cpu().numpy()
     return np.asarray(t, dtype=np.float64)
+
+
+def fixed_encoder(w_mu: np.ndarray, b_mu: np.ndarray, logsigma: np.ndarray):
+    """A JointGaussianLogEncoder with ``μ(x) = x W_μᵀ + b_μ`` and a constant ``logσ`` (identity trunk on D inputs)."""
+    import autoencoder_toolkit as aet
+    from autoencoder_toolkit.layers import Chain, Dense
+
+    d = w_mu.shape[1]
+    trunk = Chain(Dense.from_weights(np.eye(d, dtype=np.float32), np.zeros(d, np.float32)))
+    mu = Dense.from_weights(w_mu.astype(np.float32), b_mu.astype(np.float32))
+    logs = Dense.from_weights(np.zeros((len(logsigma), d), np.float32), np.asarray(logsigma, np.float32))
+    return aet.JointGaussianLogEncoder(trunk, mu, logs)

@@ -14,6 +14,8 @@ from autoencoder_toolkit.layers import Chain, Dense
 from autoencoder_toolkit.metrics import (ELBOTerms, elbo_terms, encode_data, evaluate_model, model_active_units,
                                          model_active_units_sampled, mutual_info_estimate)
 
+from .conftest import fixed_encoder
+
 EPS = float(np.finfo(np.float32).eps)
 
 
@@ -21,14 +23,6 @@ def plus_minus(a: float, n: int) -> np.ndarray:
     """``n`` values alternating ``+a, -a``: mean 0, population variance exactly ``a**2``."""
     return a * np.where(np.arange(n) % 2 == 0, 1.0, -1.0)
 
-
-def fixed_encoder(w_mu: np.ndarray, b_mu: np.ndarray, logsigma: np.ndarray) -> aet.JointGaussianLogEncoder:
-    """``μ(x) = x W_μᵀ + b_μ`` and a constant ``logσ`` (the trunk is the identity on D inputs)."""
-    d = w_mu.shape[1]
-    trunk = Chain(Dense.from_weights(np.eye(d, dtype=np.float32), np.zeros(d, np.float32)))
-    mu = Dense.from_weights(w_mu.astype(np.float32), b_mu.astype(np.float32))
-    logs = Dense.from_weights(np.zeros((len(logsigma), d), np.float32), np.asarray(logsigma, np.float32))
-    return aet.JointGaussianLogEncoder(trunk, mu, logs)
 
 
 def half_decoder(latent: int, d: int) -> aet.BernoulliDecoder:

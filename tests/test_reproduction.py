@@ -17,16 +17,9 @@ from autoencoder_toolkit.metrics import (active_units, classification_accuracy_s
                                          fresh_critic_mutual_info, model_active_units, model_active_units_sampled,
                                          sampled_code_classifier_accuracy)
 
+from .conftest import fixed_encoder
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def fixed_encoder(w_mu: np.ndarray, b_mu: np.ndarray, logsigma: np.ndarray) -> aet.JointGaussianLogEncoder:
-    """``μ(x) = x W_μᵀ + b_μ`` and a constant ``logσ``."""
-    d = w_mu.shape[1]
-    trunk = Chain(Dense.from_weights(np.eye(d, dtype=np.float32), np.zeros(d, np.float32)))
-    mu = Dense.from_weights(w_mu.astype(np.float32), b_mu.astype(np.float32))
-    logs = Dense.from_weights(np.zeros((len(logsigma), d), np.float32), np.asarray(logsigma, np.float32))
-    return aet.JointGaussianLogEncoder(trunk, mu, logs)
 
 
 def gaussian_data(n: int, d: int, seed: int) -> np.ndarray:
