@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -186,8 +186,8 @@ def make_data(w: flops.Workload, batch: int, device: torch.device, seed: int = S
     return (torch.rand((batch, w.n_input), generator=g) < 0.5).to(torch.float32).to(device)
 
 
-def _library_step(variant: str, w: flops.Workload, x: torch.Tensor, device: torch.device,
-                  seed: int) -> Callable[[], tuple[float, float]]:
+def _library_model(w: flops.Workload, device: torch.device, seed: int) -> tuple[Any, Any]:
+    """The package's InfoMax-VAE of workload ``w`` and its optimizer pair (Adam, ``ADAM_KWARGS``)."""
     try:
         from autoencoder_toolkit import decoders, encoders, infomaxvaes, setup
     except Exception as e:  # noqa: BLE001 - any import problem means "not available"
@@ -198,7 +198,39 @@ def _library_step(variant: str, w: flops.Workload, x: torch.Tensor, device: torc
     dec = decoders.BernoulliDecoder(w.n_input, w.n_latent, h_d, ["relu"] * len(h_d), "sigmoid")
     mi = infomaxvaes.MutualInfoChain(w.n_input, w.n_latent, h_c, ["relu"] * len(h_c), "identity")
     model = infomaxvaes.InfoMaxVAE(enc * dec, mi).to(device)
-    opt = setup(torch.optim.Adam, model, lr=LR, **ADAM_KWARGS)
+    return model, setup(torch.optim.Adam, model, lr=LR, **ADAM_KWARGS)
+
+
+def time_optimizer_update(workload: str, batch: int, settings: Settings, reps: int = 30) -> dict:
+    """Median time of the Adam updates alone (the VAE's and the critic's ``step()``), as every variant runs them.
+
+    The gradients come from one backward pass of the fused step; the updates are then
+    repeated on them (after 3 warm-up updates). Every variant pays this cost once per step.
+    """
+    from autoencoder_toolkit.fused import fused_losses
+
+    w = flops.WORKLOADS[workload]
+    device = settings.device
+    model, opt = _library_model(w, device, SEED)
+    fused_losses(model, make_data(w, batch, device)).surrogate.backward()
+    times = []
+    for i in range(3 + max(3, reps)):
+        _sync(device)
+        t0 = time.perf_counter()
+        opt.vae.step()
+        opt.mi.step()
+        _sync(device)
+        if i >= 3:
+            times.append(time.perf_counter() - t0)
+    n_params = sum(p.numel() for p in model.parameters())
+    return {"median_ms": 1e3 * statistics.median(times), "reps": len(times), "parameters": n_params}
+
+
+def _library_step(variant: str, w: flops.Workload, x: torch.Tensor, device: torch.device,
+                  seed: int) -> Callable[[], tuple[float, float]]:
+    from autoencoder_toolkit import infomaxvaes
+
+    model, opt = _library_model(w, device, seed)
     train_ = infomaxvaes.train_
     if variant == "a":
         return lambda: train_(model, x, opt, loss_return=True)
@@ -471,6 +503,17 @@ def build_report(settings: Settings, machine: dict, roofline: dict, points: list
                 f"{_fmt_gflop(r['counted_flops'])} | {r['achieved_gflops']:.1f} | "
                 f"{100 * r['roofline_own']:.1f}% | {100 * r['roofline_useful']:.1f}% | "
                 f"{100 * r['gemm_sum_fraction']:.0f}% |")
+    rows_o = []
+    for p in points:
+        adam = p.get("optimizer")
+        va, vb = p["variants"].get("a"), p["variants"].get("b")
+        if not adam or not va or not vb or va["status"] != "ok" or vb["status"] != "ok":
+            continue
+        o = adam["median_ms"]
+        rest = (va["median_ms"] - o) / (vb["median_ms"] - o) if vb["median_ms"] > o else float("nan")
+        rows_o.append(f"| {flops.WORKLOADS[p['workload']].name} | {p['batch']} | {adam['parameters']:,} | {o:.2f} | "
+                      f"{va['median_ms']:.2f} | {vb['median_ms']:.2f} | "
+                      f"{va['median_ms'] / vb['median_ms']:.2f}× | {rest:.2f}× |")
     cpu = machine["cpu"]
     dev = settings.device
     if dev.type == "cuda":
@@ -505,6 +548,12 @@ def build_report(settings: Settings, machine: dict, roofline: dict, points: list
         *rows_t,
         "",
         *([f"- Not run: {k} [{', '.join(pts)}]" for k, pts in notes.items()] + [""] if notes else []),
+        *(["## The optimizer's share", "",
+            "Both Adam updates (VAE and critic) timed alone, as every variant runs them once per step "
+            "(median of 30 after 3 warm-up updates), against the median steps of (a) and (b) above; the last "
+            "column is (b)'s speed-up over (a) with that fixed cost taken out of both.", "",
+            "| workload | B | parameters | Adam ms | (a) ms | (b) ms | (a)/(b) | without Adam |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|", *rows_o, ""] if rows_o else []),
         "## FLOPs and roofline",
         "",
         "| workload | B | variant | GFLOP/step² | counted³ | achieved GFLOP/s | roofline (own FLOPs)⁴ | "
@@ -728,7 +777,7 @@ def main(argv: list[str] | None = None) -> int:
             msg = (f"{b / r.median_s:,.0f} samples/s, median {1e3 * r.median_s:.2f} ms over {len(r.times_s)}"
                    if r.ok else f"n/a ({r.status})")
             _log(f"[bench] {name} B={b} ({v}): {msg}")
-        points.append((name, b, res))
+        points.append((name, b, res, time_optimizer_update(name, b, settings)))
         gc.collect()
     _log("[bench] matmul throughput, second pass ...")
     roofline, gemm_times = measure_roofline(settings, (roofline, gemm_times))
@@ -737,11 +786,12 @@ def main(argv: list[str] | None = None) -> int:
          f"contention {machine['contention']}")
     if settings.memory and settings.device.type != "cuda":
         _log("[bench] peak memory, one subprocess per variant ...")
-        for name, b, res in points:
+        for name, b, res, _ in points:
             for v, r in res.items():
                 if r.status == "ok":
                     r.memory = memory_probe_subprocess(name, b, v, settings)
-    summaries = [summarise_point(name, b, res, gemm_times, roofline["peak_gflops"]) for name, b, res in points]
+    summaries = [{**summarise_point(name, b, res, gemm_times, roofline["peak_gflops"]), "optimizer": adam}
+                 for name, b, res, adam in points]
     wall = time.perf_counter() - t_start
     md, data = build_report(settings, machine, roofline, summaries, wall, command)
     settings.out.mkdir(parents=True, exist_ok=True)

@@ -146,3 +146,24 @@ def test_harness_smoke_on_the_baseline(tmp_path: Path):
     summary = ts.summarise_point("digits-mlp", 64, res, gemm_times, roofline["peak_gflops"])
     md, data = ts.build_report(settings, ts.machine_info(settings), roofline, [summary], 1.0, "test")
     assert "digits-mlp" in md and data["points"][0]["variants"]["c"]["samples_per_s"] > 0
+
+
+def test_the_optimizer_share_is_timed_and_reported(tmp_path: Path):
+    from benchmarks import train_step as ts
+
+    args = ts.parse_args(["--quick", "--variants", "a,b", "--workload", "digits-mlp:32", "--no-memory",
+                          "--out", str(tmp_path), "--seconds", "0.05", "--max-steps", "2"])
+    settings = ts.make_settings(args)
+    settings.square_sizes = [64]
+    adam = ts.time_optimizer_update("digits-mlp", 32, settings, reps=3)
+    model, _ = ts._library_model(flops.WORKLOADS["digits-mlp"], settings.device, ts.SEED)
+    assert adam["parameters"] == sum(p.numel() for p in model.parameters())
+    assert adam["reps"] == 3 and adam["median_ms"] > 0
+    roofline, gemm_times = ts.measure_roofline(settings)
+    res = ts.run_point("digits-mlp", 32, settings)
+    summary = {**ts.summarise_point("digits-mlp", 32, res, gemm_times, roofline["peak_gflops"]), "optimizer": adam}
+    md, _ = ts.build_report(settings, ts.machine_info(settings), roofline, [summary], 1.0, "test")
+    row = next(line for line in md.splitlines() if line.startswith("| digits-mlp | 32 | ") and "×" in line
+               and f"{adam['parameters']:,}" in line)
+    a_ms, b_ms = (summary["variants"][v]["median_ms"] for v in "ab")
+    assert f"{a_ms / b_ms:.2f}×" in row
