@@ -563,6 +563,11 @@ _COLUMNS = (
 )
 
 
+def _cell(text: str) -> str:
+    """``text`` for a Markdown table cell (a ``|`` would end the cell)."""
+    return text.replace("|", "\\|")
+
+
 def _values(runs: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
     return np.array([float(r["metrics"][key]) for r in runs if r.get("status") == "ok"], dtype=np.float64)
 
@@ -581,7 +586,7 @@ def _group(records: Sequence[Mapping[str, Any]], dataset: str, kind: str) -> lis
 
 def markdown_table(records: Sequence[Mapping[str, Any]], dataset: str, latent_dim: int | None = None) -> str:
     """The Markdown table of one data set: one row per model, mean ± sd over seeds (``ddof=1``)."""
-    head = ["model", "seeds"] + [label for _, label, _ in _COLUMNS] + ["training (s)"]
+    head = ["model", "seeds"] + [_cell(label) for _, label, _ in _COLUMNS] + ["training (s)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for kind in MODELS:
         runs = _group(records, dataset, kind)
@@ -636,7 +641,7 @@ def claims_table(records: Sequence[Mapping[str, Any]], dataset: str) -> str:
             else:
                 verdict = ("higher" if gap > 0 else "lower") + " (within spread)"
             cells.append(f"{verdict} ({a.mean():.{digits}f} vs {vb.mean():.{digits}f})")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_cell(label)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -179,6 +179,9 @@ def test_markdown_table_gives_mean_and_sd_over_seeds() -> None:
     assert "2.00 ± 1.00" in rows["VAE"] and "5.00 ± 1.00" in rows["InfoMax-VAE"]
     assert "1.0 ± 0.0 / 2" in rows["VAE"]
     assert "0 of 1 (others diverged)" in rows["MMD-VAE"]
+    # every row has as many cells as the header (the "|" of "log p(x|z)" is escaped)
+    cells = [len(line.replace("\\|", "").split("|")) for line in table.splitlines()]
+    assert len(set(cells)) == 1 and "log p(x\\|z)" in table.splitlines()[0]
     claims = reproduction.claims_table(records, "mnist5k")
     mi_row = next(line for line in claims.splitlines() if line.startswith("| MI"))
     assert "higher, clearly (5.00 vs 2.00)" in mi_row  # gap 3 > 1 + 1
