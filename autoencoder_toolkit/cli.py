@@ -670,8 +670,12 @@ def _launch_processes(argv: Sequence[str], nproc: int) -> int:
     except ChildFailedError as err:
         rank, failure = err.get_first_failure()
         code = failure.exitcode
-        if code in (EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED):
-            return code  # the process already explained itself on one line
+        explained = [f.exitcode for _, f in sorted(err.failures.items())
+                     if f.exitcode in (EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED)]
+        if explained:
+            # a process already explained itself on one line; another one failing while the
+            # group came apart is a consequence, not a second error
+            return explained[0]
         print(f"{PROG}: error: training process {rank} of {nproc} failed (exit status {code}); the other "
               "processes were stopped", file=sys.stderr)
         return EXIT_ERROR
@@ -838,6 +842,10 @@ def _cmd_train(args: argparse.Namespace, say: Callable[[str], None]) -> int:
             print(f"{PROG}: error: {err}. Kept the last good checkpoint (epoch {last}) in "
                   f"{run.path / 'checkpoint'}; resume with a lower learning rate: "
                   f"{_resume_hint(run.path, settings['lr'])}", file=sys.stderr)
+        if ctx.enabled:
+            # every process stops at the same step (the check is collective): leave the group
+            # together, so that no process exits while its connections are still open
+            distributed.destroy_process_group()
         return EXIT_DIVERGED
     except KeyboardInterrupt:
         if ctx.is_main:
