@@ -99,7 +99,7 @@ from ._modules import CheckedModule
 from .backends import array_namespace
 from .decoders import decoder_loglikelihood
 from .encoders import encoder_kl
-from .vaes import VAE, _data, _split_train_args, _target, optimizer_step
+from .vaes import VAE, _data, _split_train_args, _target, optimizer_step, prepare_step, report_step
 
 __all__ = ["MMDVAE", "gaussian_kernel", "mmd_div", "logP_mmd_ratio", "loss", "train_"]
 
@@ -482,25 +482,11 @@ def train_(mmdvae: MMDVAE, x: Any, *args: Any, loss_function: Callable = loss,
     """
     x_out, opt = _split_train_args(args, "train_")
     _check_model(mmdvae)
-    if not isinstance(opt, torch.optim.Optimizer):
-        raise TypeError("opt: expected a torch.optim.Optimizer (e.g. setup(torch.optim.Adam, mmdvae)), "
-                        f"got {type(opt).__name__}")
-    if loss_kwargs is not None and not isinstance(loss_kwargs, Mapping):
-        raise TypeError("loss_kwargs: expected a mapping of keyword arguments, "
-                        f"got {type(loss_kwargs).__name__}")
     if not callable(loss_function):
         raise TypeError(f"loss_function: expected a function, got {type(loss_function).__name__}")
     _random.check_rng(rng)
-    kwargs = dict(loss_kwargs or {})
-    if rng is not None:
-        kwargs.setdefault("rng", rng)
-    x_t = _data(mmdvae, x, "x_in" if x_out is not None else "x", finite=False)
-    data_args = (x_t,) if x_out is None else (x_t, _target(mmdvae.vae, x_out, x_t, finite=False))
+    kwargs, data_args = prepare_step(mmdvae, mmdvae.vae, x, x_out, opt, loss_kwargs, "mmdvae", rng=rng)
     fn = _loss_impl if loss_function is loss else loss_function
     result = optimizer_step(mmdvae, fn, data_args, kwargs, opt, "the MMD-VAE loss")
-    if loss_return:
-        return result
-    if verbose:
-        print(f"Loss: {result}")
-    return None
+    return report_step(result, loss_return, verbose)
 

@@ -299,19 +299,37 @@ def train_(vae: VAE, x: Any, *args: Any, loss_function: Callable = loss,
         if not (isinstance(vae, DistributedInfoMaxVAE) and isinstance(vae.module, VAE)):
             raise TypeError(f"vae: expected a VAE, got {type(vae).__name__}")
         ddp, vae = vae, vae.module
+    kwargs, data_args = prepare_step(vae, vae, x, x_out, opt, loss_kwargs, "vae", rng=rng, kernels=kernels)
+    fn = _loss_impl if loss_function is loss else loss_function
+    result = optimizer_step(vae, fn, data_args, kwargs, opt, "the VAE loss", ddp=ddp)
+    return report_step(result, loss_return, verbose)
+
+
+def prepare_step(model: nn.Module, vae: VAE, x: Any, x_out: Any, opt: Any, loss_kwargs: Any, owner: str,
+                 **defaults: Any) -> tuple[dict[str, Any], tuple]:
+    """The checked keyword arguments and data of a single-optimizer ``train_`` call.
+
+    Checks ``opt`` (named after ``owner`` in the message) and ``loss_kwargs``; each of
+    ``defaults`` that is not ``None`` is added to the keywords unless ``loss_kwargs`` names
+    it. The data are read through ``model`` and the target (``x_out``) through ``vae``.
+    Shared by the VAE and MMD-VAE ``train_``.
+    """
     if not isinstance(opt, torch.optim.Optimizer):
-        raise TypeError(f"opt: expected a torch.optim.Optimizer (e.g. setup(torch.optim.Adam, vae)), got {type(opt).__name__}")
+        raise TypeError(f"opt: expected a torch.optim.Optimizer (e.g. setup(torch.optim.Adam, {owner})), "
+                        f"got {type(opt).__name__}")
     if loss_kwargs is not None and not isinstance(loss_kwargs, Mapping):
         raise TypeError(f"loss_kwargs: expected a mapping of keyword arguments, got {type(loss_kwargs).__name__}")
     kwargs = dict(loss_kwargs or {})
-    if rng is not None:
-        kwargs.setdefault("rng", rng)
-    if kernels is not None:
-        kwargs.setdefault("kernels", kernels)
-    x_t = _data(vae, x, "x_in" if x_out is not None else "x", finite=False)
+    for key, value in defaults.items():
+        if value is not None:
+            kwargs.setdefault(key, value)
+    x_t = _data(model, x, "x_in" if x_out is not None else "x", finite=False)
     data_args = (x_t,) if x_out is None else (x_t, _target(vae, x_out, x_t, finite=False))
-    fn = _loss_impl if loss_function is loss else loss_function
-    result = optimizer_step(vae, fn, data_args, kwargs, opt, "the VAE loss", ddp=ddp)
+    return kwargs, data_args
+
+
+def report_step(result: float, loss_return: bool, verbose: bool) -> float | None:
+    """What a ``train_`` call gives back: the loss when ``loss_return``, else ``None`` (printing it when ``verbose``)."""
     if loss_return:
         return result
     if verbose:
