@@ -393,17 +393,20 @@ def _from_4d(xp: Any, y: Any, unbatched: bool, one_d: bool) -> Any:
     return y[0] if unbatched else y
 
 
+def _conv_weight(module: FrozenModule) -> Any:
+    """A (transposed) convolution's weight as 4-D (a 1-D one gains a unit height); sets ``_spatial`` and ``_groups``."""
+    w = module.arrays["weight"]
+    module._spatial = int(module.params["spatial"])
+    module._groups = int(module.params["groups"])
+    return module.xp.expand_dims(w, axis=2) if module._spatial == 1 else w
+
+
 class Conv(FrozenModule):
     """torch's ``Conv1d``/``Conv2d`` (zero padding) through im2col and one matrix product per group."""
 
     def _setup(self) -> None:
-        p = self.params
-        w = self.arrays["weight"]
-        self._spatial = int(p["spatial"])
-        if self._spatial == 1:
-            w = self.xp.expand_dims(w, axis=2)
+        w = _conv_weight(self)
         self._o, self._cg, self._kh, self._kw = (int(s) for s in w.shape)
-        self._groups = int(p["groups"])
         og = self._o // self._groups
         self._wmats = [self.xp.reshape(w[g * og:(g + 1) * og], (og, -1)) for g in range(self._groups)]
 
@@ -433,13 +436,8 @@ class ConvTranspose(FrozenModule):
     """torch's ``ConvTranspose1d``/``ConvTranspose2d``: one matrix product per group, then col2im."""
 
     def _setup(self) -> None:
-        p = self.params
-        w = self.arrays["weight"]
-        self._spatial = int(p["spatial"])
-        if self._spatial == 1:
-            w = self.xp.expand_dims(w, axis=2)
+        w = _conv_weight(self)
         self._cin, self._og, self._kh, self._kw = (int(s) for s in w.shape)
-        self._groups = int(p["groups"])
         cg = self._cin // self._groups
         self._wmats = [self.xp.matrix_transpose(self.xp.reshape(w[g * cg:(g + 1) * cg], (cg, -1)))
                        for g in range(self._groups)]
