@@ -53,7 +53,8 @@ from ._validation import check_weight
 from .decoders import decoder_loglikelihood
 from .encoders import encoder_kl
 from .outputs import OptimizerPair, VAEOutput
-from .vaes import raise_non_finite_gradient, read_step, resolve_weight
+from ._step import Update, raise_non_finite_gradient, read_step
+from .vaes import resolve_weight
 
 __all__ = ["FusedLosses", "fused_losses", "fused_train_step"]
 
@@ -220,8 +221,9 @@ def fused_train_step(model: nn.Module, x: torch.Tensor, x_out: torch.Tensor | No
         if not (math.isfinite(l_vae) and math.isfinite(l_mi)):
             raise_non_finite([(losses.vae_loss, "infomaxloss"), (losses.mi_loss, "miloss")], *_target_of(x, x_out))
         raise_non_finite_gradient("infomaxloss or miloss")
-    opt.vae.step()
-    opt.mi.step()
+    update = Update()
+    update.step(opt.vae, "the VAE (infomaxloss)")
+    update.step(opt.mi, "the critic (miloss)")
     opt.vae.zero_grad(set_to_none=True)
     opt.mi.zero_grad(set_to_none=True)
     return l_vae, l_mi

@@ -24,7 +24,6 @@ batch (at least 2 samples, 64 or more recommended).
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any, Callable, Mapping, Sequence
 
@@ -43,8 +42,8 @@ from .densities import mutual_info_bound  # written once for NumPy, torch and Cu
 from .encoders import encoder_kl
 from .layers import Chain, Dense, Flatten, dense_chain, glorot_uniform
 from .outputs import InfoMaxVAEOutput, OptimizerPair, VAEOutput
-from .vaes import (VAE, _data, _split_train_args, _target, check_loss_value, raise_non_finite_gradient,
-                   read_step, resolve_weight)
+from ._step import Update, raise_non_finite_gradient, read_step
+from .vaes import VAE, _data, _split_train_args, _target, check_loss_value, resolve_weight
 
 __all__ = [
     "MutualInfoChain",
@@ -459,27 +458,6 @@ def _check_optimizers(opt: Any) -> OptimizerPair:
     return OptimizerPair(vae_opt, mi_opt)
 
 
-def _snapshot(params: Sequence[torch.Tensor], optimizer: torch.optim.Optimizer) -> tuple[list, dict]:
-    saved_params = [p.detach().clone() for p in params]
-    saved_state = {}
-    for p, state in optimizer.state.items():
-        saved_state[p] = {k: (v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v))
-                          for k, v in state.items()}
-    return saved_params, saved_state
-
-
-def _restore(params: Sequence[torch.Tensor], optimizer: torch.optim.Optimizer, snapshot: tuple[list, dict]) -> None:
-    saved_params, saved_state = snapshot
-    with torch.no_grad():
-        for p, s in zip(params, saved_params):
-            p.copy_(s)
-    for p in list(optimizer.state.keys()):
-        if p not in saved_state:
-            del optimizer.state[p]
-    for p, state in saved_state.items():
-        optimizer.state[p] = state
-
-
 def train_(model: InfoMaxVAE, x: Any, *args: Any,
            infomaxloss_function: Callable = infomaxloss, infomaxloss_kwargs: Mapping[str, Any] | None = None,
            miloss_function: Callable = miloss, miloss_kwargs: Mapping[str, Any] | None = None,
@@ -607,25 +585,25 @@ def _faithful_step(model: InfoMaxVAE, x: torch.Tensor, x_out: torch.Tensor | Non
         if not math.isfinite(v_vae):
             raise_non_finite([(l_vae, "infomaxloss")], target, target_name)
         raise_non_finite_gradient("infomaxloss")
-    snapshot = _snapshot(vae_params, opt.vae)
-    opt.vae.step()
+    update = Update()  # the VAE's step is undone if the critic's step then fails
+    update.step(opt.vae, "the VAE (infomaxloss)")
     opt.vae.zero_grad(set_to_none=True)
 
     # Step 2: the critic on miloss, with a fresh pass of the updated VAE.
     fn = _miloss_impl if miloss_function is miloss else miloss_function
     l_mi = call("mi", fn, vae, mi, x, **mi_kwargs)
     if ddp is not None and not losses_finite(ddp, l_mi):
-        _restore(vae_params, opt.vae, snapshot)
+        update.rollback()
         raise_non_finite([(l_mi, "miloss")], x, "x")
     opt.mi.zero_grad(set_to_none=True)
     l_mi.backward(inputs=mi_params)
     (v_mi,), grads_ok = read_step([l_mi], mi_params)
     if not math.isfinite(v_mi) or not grads_ok:
         opt.mi.zero_grad(set_to_none=True)
-        _restore(vae_params, opt.vae, snapshot)
+        update.rollback()
         if not math.isfinite(v_mi):
             raise_non_finite([(l_mi, "miloss")], x, "x")
         raise_non_finite_gradient("miloss")
-    opt.mi.step()
+    update.step(opt.mi, "the critic (miloss)")
     opt.mi.zero_grad(set_to_none=True)
     return v_vae, v_mi

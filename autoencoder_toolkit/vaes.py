@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from . import _random
+from ._step import Update, raise_non_finite_gradient, read_step
 from ._modules import CheckedModule, call_unchecked
 from ._validation import as_model_input, check_finite, check_sample_shape, check_weight, module_device_dtype
 from .backends import array_namespace
@@ -248,29 +249,6 @@ def check_loss_value(value: torch.Tensor, name: str, data: torch.Tensor, data_na
     )
 
 
-def read_step(values: Sequence[torch.Tensor], params: Sequence[torch.Tensor]) -> tuple[list[float], bool]:
-    """The loss ``values`` as floats and whether every gradient of ``params`` is finite.
-
-    One device synchronisation for all of it (on a GPU each read of a value waits for the
-    device). The gradients are checked through the sum of their sums, so an overflowing
-    sum counts as not finite.
-    """
-    sums = [p.grad.sum() for p in params if p.grad is not None]
-    device = values[0].device
-    grad_total = torch.stack(sums).sum().to(torch.float64) if sums else torch.zeros((), dtype=torch.float64,
-                                                                                       device=device)
-    out = torch.stack([v.detach().reshape(()).to(torch.float64) for v in values] + [grad_total]).tolist()
-    return out[:-1], math.isfinite(out[-1])
-
-
-def raise_non_finite_gradient(name: str) -> None:
-    """The error for a finite loss whose gradient is NaN or infinite."""
-    raise FloatingPointError(
-        f"the gradient of {name} is not finite; no parameter or optimizer state was changed. Lower the "
-        "learning rate, check the data scale, or resume from the last checkpoint"
-    )
-
-
 def train_(vae: VAE, x: Any, *args: Any, loss_function: Callable = loss,
            loss_kwargs: Mapping[str, Any] | None = None, verbose: bool = False,
            loss_return: bool = False, rng: Any = None, kernels: str | None = None) -> float | None:
@@ -342,8 +320,8 @@ def optimizer_step(model: nn.Module, loss_fn: Callable, data_args: tuple, kwargs
     """``loss_fn(model, *data_args, **kwargs)``, checked, differentiated, and one step of ``opt``.
 
     Shared by the single-optimizer ``train_`` functions (VAE, MMD-VAE). Raises
-    ``FloatingPointError`` (naming ``name``) before any update if the loss or its gradient
-    is not finite; with ``ddp`` (a distributed wrapper) the loss runs inside its DDP module
+    ``FloatingPointError`` (naming ``name``), changing nothing, if the loss, its gradient
+    or the update is not finite; with ``ddp`` (a distributed wrapper) the loss runs inside its DDP module
     and the finiteness check is collective. Returns the loss as a float.
     """
     params = [p for p in model.parameters() if p.requires_grad]
@@ -361,7 +339,7 @@ def optimizer_step(model: nn.Module, loss_fn: Callable, data_args: tuple, kwargs
         if not math.isfinite(result):
             _raise_for_loss(value, name, data_args)
         raise_non_finite_gradient(name)
-    opt.step()
+    Update().step(opt, name)
     opt.zero_grad(set_to_none=True)
     return result
 

@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 import torch
 
+from . import fuzzing  # noqa: F401  (loads the Hypothesis profile before any test module is collected)
+
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every Hypothesis test ``fuzz``, so that ``-m fuzz`` selects the fuzzers."""
+    for item in items:
+        if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+            item.add_marker(pytest.mark.fuzz)
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -19,6 +19,8 @@ from autoencoder_toolkit.backends import (Backend, BackendUnavailableError, arra
 from autoencoder_toolkit.backends.cupy_backend import cuda_unavailable_reason
 from autoencoder_toolkit.backends.dispatch import fused_kernels
 from autoencoder_toolkit.outputs import GaussianLogParams, GaussianMean, GaussianParams, Probabilities
+
+from .fuzzing import fuzz
 
 LOG2PI = math.log(2 * math.pi)
 EPS = float(np.finfo(np.float32).eps)
@@ -236,7 +238,7 @@ def _batch(elements, min_b=1):
     return shapes.flatmap(lambda s: st.tuples(*(hnp.arrays(np.float32, s, elements=elements) for _ in range(3))))
 
 
-@settings(max_examples=25, deadline=None)
+@fuzz(25)
 @given(arrays=_batch(_floats), batched=st.booleans())
 def test_encoder_side_functions(arrays, batched):
     z, mu, logs = arrays
@@ -262,7 +264,7 @@ def test_encoder_side_functions(arrays, batched):
         _check(encoders.gaussian_kl(mk, sigk, log=False), kind, *kl_lin, shape)
 
 
-@settings(max_examples=25, deadline=None)
+@fuzz(25)
 @given(arrays=_batch(_prob), batched=st.booleans())
 def test_decoder_loglikelihoods(arrays, batched):
     x, p, s = arrays
@@ -299,7 +301,7 @@ def test_decoder_loglikelihoods(arrays, batched):
         _check(ll(xk, zk, lin_dec, GaussianParams(pk, sigk)), kind, *joint_lin, shape)
 
 
-@settings(max_examples=25, deadline=None)
+@fuzz(25)
 @given(arrays=_batch(_floats, min_b=2), log=st.booleans())
 def test_mi_bound_reparameterize_and_shuffle(arrays, log):
     g, gs, noise = arrays

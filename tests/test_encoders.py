@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -17,6 +17,7 @@ from autoencoder_toolkit.encoders import (Encoder, JointGaussianEncoder, JointGa
 from autoencoder_toolkit.layers import Chain, Dense
 
 from .conftest import f64
+from .fuzzing import fuzz
 
 LOG2PI32 = float(np.log(np.float32(2 * np.pi)))
 
@@ -131,7 +132,7 @@ def test_encoder_logposterior_three_forms():
     assert float(lp5.detach()) == pytest.approx(float(lp[4].detach()), rel=1e-6)
 
 
-@settings(max_examples=40, deadline=None)
+@fuzz(40)
 @given(hnp.arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 5)),
                   elements=st.floats(-3, 3)),
        hnp.arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 5)),

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from autoencoder_toolkit import setup
-from autoencoder_toolkit.decoders import SimpleGaussianDecoder, decoder_loglikelihood
+from autoencoder_toolkit.decoders import BernoulliDecoder, SimpleGaussianDecoder, decoder_loglikelihood
 from autoencoder_toolkit.encoders import JointGaussianLogEncoder, encoder_kl
 from autoencoder_toolkit.infomaxvaes import (InfoMaxVAE, MutualInfoChain, infomaxloss, miloss,
                                              mutual_info_bound, shuffle_latent, train_,
@@ -328,3 +328,91 @@ def test_a_finite_loss_with_a_non_finite_gradient_changes_nothing(small_infomax,
         train_(m, x, opt, fused=fused, infomaxloss_kwargs={"regularization": reg})
     assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))
     assert all(p.grad is None for p in m.parameters())
+
+
+# ----------------------------------------------------------------------------- float32 edge
+
+def _edge_model(logsigma: float) -> InfoMaxVAE:
+    """A 6-input, 2-latent InfoMax-VAE whose KL term alone sets the loss scale.
+
+    ``μ = 0`` and ``logσ = logsigma`` for every input (identity trunk); the decoder and the
+    critic ignore the codes (zero weights on z), so with ``logsigma = 43`` the loss is
+    ``β·exp(86) ≈ 3.6e37`` for β = 1.638: finite, at the float32 overflow edge.
+    """
+    from .conftest import fixed_encoder
+
+    enc = fixed_encoder(np.zeros((2, 6)), np.zeros(2), [logsigma, logsigma])
+    dec = BernoulliDecoder(Chain(Dense.from_weights(np.zeros((6, 2)), np.full(6, 0.5), "sigmoid")))
+    critic = MutualInfoChain(Dense.from_weights(np.eye(6) * 0.01, np.zeros(6)),
+                             Dense.from_weights(np.zeros((2, 2)), np.zeros(2)),
+                             Chain(Dense.from_weights(np.full((1, 8), 0.01), np.zeros(1))))
+    return InfoMaxVAE(enc * dec, critic)
+
+
+# The input the fuzzer found (3 samples of 6 values up to 49.77, β = 1.638, α = 1.5e-15).
+_EDGE_X = torch.tensor([[49.77, 0.0, 12.5, 49.77, 3.0, 0.0],
+                        [0.0, 49.77, 0.0, 7.25, 49.77, 1.0],
+                        [25.0, 25.0, 49.77, 0.0, 0.0, 49.77]])
+_EDGE_KW = {"β": 1.638, "α": 1.5e-15}
+
+
+def _state(m, opt):
+    return ([p.detach().clone() for p in m.parameters()],
+            [copy.deepcopy(o.state_dict()) for o in (opt.vae, opt.mi)])
+
+
+def _assert_same_state(m, opt, saved):
+    params, states = saved
+    assert all(torch.equal(a, b) for a, b in zip(params, m.parameters()))
+    for o, s in zip((opt.vae, opt.mi), states):
+        now = o.state_dict()["state"]
+        assert now.keys() == s["state"].keys()
+        for k, entry in s["state"].items():
+            for name, v in entry.items():
+                assert torch.equal(torch.as_tensor(v), torch.as_tensor(now[k][name]))
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_float32_edge_a_finite_loss_whose_gradient_overflows_raises_and_changes_nothing(fused):
+    m = _edge_model(43.0)
+    value = float(infomaxloss(m.vae, m.mi, _EDGE_X, **_EDGE_KW, rng=gen(0)).detach())
+    assert 1e37 < value < 3.4e38  # finite, at the edge: the property the fuzzer tripped on
+    opt = setup(torch.optim.Adam, m)
+    saved = _state(m, opt)
+    with pytest.raises(FloatingPointError, match="gradient of infomaxloss"):
+        train_(m, _EDGE_X, opt, infomaxloss_kwargs=_EDGE_KW, rng=gen(0), fused=fused)
+    _assert_same_state(m, opt, saved)
+    assert all(p.grad is None for p in m.parameters())
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_float32_edge_an_update_that_overflows_adam_state_raises_and_changes_nothing(fused):
+    # logσ = 23: the loss (~1.6e20) and its gradient are finite, but Adam's second moment
+    # (1 - 0.999)·g² overflows float32. Before, the step went through and left inf in
+    # the optimizer state for good.
+    m = _edge_model(23.0)
+    opt = setup(torch.optim.Adam, m)
+    saved = _state(m, opt)
+    with pytest.raises(FloatingPointError, match="update of the VAE"):
+        train_(m, _EDGE_X, opt, infomaxloss_kwargs=_EDGE_KW, rng=gen(0), fused=fused)
+    _assert_same_state(m, opt, saved)
+
+
+def test_float32_edge_an_update_that_overflows_a_parameter_raises_and_changes_nothing():
+    m = _edge_model(2.0)
+    opt = setup(torch.optim.SGD, m, lr=1e38)
+    saved = _state(m, opt)
+    with pytest.raises(FloatingPointError, match="update of the VAE"):
+        train_(m, _EDGE_X, opt, infomaxloss_kwargs=_EDGE_KW, rng=gen(0))
+    _assert_same_state(m, opt, saved)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_float32_edge_a_finite_step_below_the_edge_trains(fused):
+    m = _edge_model(5.0)
+    opt = setup(torch.optim.Adam, m)
+    before = [p.detach().clone() for p in m.parameters()]
+    l_vae, l_mi = train_(m, _EDGE_X, opt, infomaxloss_kwargs=_EDGE_KW, rng=gen(0), fused=fused, loss_return=True)
+    assert math.isfinite(l_vae) and math.isfinite(l_mi)
+    assert all(torch.isfinite(p).all() for p in m.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, m.parameters()))

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from autoencoder_toolkit import juliarng as J
 from autoencoder_toolkit import _ziggurat_tables as Z
 from autoencoder_toolkit.juliarng import _DSFMT
+
+from .fuzzing import fuzz
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -606,7 +608,7 @@ def make_rng(kind: str, seed: int, version: str) -> J.JuliaRNG:
     return J.seed_(seed, julia=version)
 
 
-@settings(max_examples=40, deadline=None)
+@fuzz(40)
 @given(kind=gens, seed=seeds, version=versions, n=st.integers(0, 400))
 def test_shuffle_is_a_permutation_and_deterministic(kind, seed, version, n):
     p = J.shuffle(make_rng(kind, seed, version), range(n))
@@ -623,7 +625,7 @@ def test_shuffle_is_a_permutation_and_deterministic(kind, seed, version, n):
         assert j == 0 and len(seen) == n  # a single cycle
 
 
-@settings(max_examples=40, deadline=None)
+@fuzz(40)
 @given(kind=gens, seed=seeds, n=st.integers(0, 300), version=st.sampled_from(["1.11", "1.12"]))
 def test_shuffle_equals_randperm_from_1_11(kind, seed, n, version):
     a = J.shuffle(make_rng(kind, seed, version), range(n))
@@ -631,7 +633,7 @@ def test_shuffle_equals_randperm_from_1_11(kind, seed, n, version):
     assert np.array_equal(a, b)
 
 
-@settings(max_examples=30, deadline=None)
+@fuzz(30)
 @given(kind=gens, seed=seeds, version=versions, n=st.integers(0, 200), start=st.integers(-5, 5))
 def test_shuffle_containers_agree(kind, seed, version, n, start):
     values = list(range(start, start + n))
@@ -645,7 +647,7 @@ def test_shuffle_containers_agree(kind, seed, version, n, start):
     assert as_range.tolist() == as_list == list(as_tuple) == as_array.tolist() == in_place.tolist()
 
 
-@settings(max_examples=30, deadline=None)
+@fuzz(30)
 @given(kind=gens, seed=seeds, version=versions, n=st.integers(0, 2000))
 def test_float32_randn_is_rounded_float64_scalar_draws(kind, seed, version, n):
     a = J.randn(make_rng(kind, seed, version), n, dtype=np.float32)
@@ -654,7 +656,7 @@ def test_float32_randn_is_rounded_float64_scalar_draws(kind, seed, version, n):
     assert a.dtype == np.float32 and np.array_equal(a, b)
 
 
-@settings(max_examples=25, deadline=None)
+@fuzz(25)
 @given(kind=gens, seed=seeds, version=versions, b=st.integers(1, 9), l=st.integers(1, 9))
 def test_batch_first_layout_is_julia_column_major(kind, seed, version, b, l):
     # Julia's randn(Float32, L, B) fills L*B values column by column; here the C-order
@@ -664,7 +666,7 @@ def test_batch_first_layout_is_julia_column_major(kind, seed, version, b, l):
     assert m.shape == (b, l) and np.array_equal(m.reshape(-1), flat)
 
 
-@settings(max_examples=25, deadline=None)
+@fuzz(25)
 @given(kind=gens, seed=seeds, version=versions, skip=st.integers(0, 1500))
 def test_copy_is_independent(kind, seed, version, skip):
     rng = make_rng(kind, seed, version)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -24,6 +24,7 @@ from autoencoder_toolkit.vaes import VAE, reparameterize
 from autoencoder_toolkit.vaes import loss as vae_loss
 
 from .conftest import f64
+from .fuzzing import fuzz
 
 E = math.e
 
@@ -144,7 +145,7 @@ def test_mmd_calls_a_custom_kernel_in_order_with_its_kwargs():
     assert calls == [(2, 2, 2.0), (3, 3, 2.0), (2, 3, 2.0)]
 
 
-@settings(max_examples=40, deadline=None)
+@fuzz(40)
 @given(hnp.arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 3)),
                   elements=st.floats(-3, 3, allow_nan=False)),
        st.integers(1, 6), st.floats(0.3, 3.0))

@@ -193,3 +193,25 @@ def test_a_nan_loss_changes_nothing():
     for k, s in state["state"].items():
         for name, v in s.items():
             assert torch.equal(torch.as_tensor(v), torch.as_tensor(after["state"][k][name]))
+
+
+def test_an_update_that_overflows_the_optimizer_state_changes_nothing():
+    # A finite loss with a finite gradient of ~1e20: Adam's second moment (1 - 0.999)·g²
+    # overflows float32, so the step is refused and undone.
+    vae = _vaes()["simple"]
+    opt = setup(torch.optim.Adam, vae)
+    train_(vae, _data(), opt)  # create optimizer state
+    params = [p.detach().clone() for p in vae.parameters()]
+    state = copy.deepcopy(opt.state_dict())
+
+    def steep_loss(v, x, **_):
+        return loss(v, x) * 1e20
+
+    with pytest.raises(FloatingPointError, match="update of the VAE loss is not finite"):
+        train_(vae, _data(), opt, loss_function=steep_loss)
+    assert all(torch.equal(a, b) for a, b in zip(params, vae.parameters()))
+    after = opt.state_dict()
+    for k, s in state["state"].items():
+        for name, v in s.items():
+            assert torch.equal(torch.as_tensor(v), torch.as_tensor(after["state"][k][name]))
+    assert all(p.grad is None for p in vae.parameters())

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -30,6 +30,8 @@ from autoencoder_toolkit.layers import ActivationOverDims, Chain, Dense, Reshape
 from autoencoder_toolkit.outputs import GaussianLogParams, Probabilities
 from autoencoder_toolkit.vaes import VAE, loss, reparameterize
 from autoencoder_toolkit.vaes import train_ as vae_train_
+
+from .fuzzing import fuzz
 
 D, L = 6, 2
 
@@ -50,7 +52,7 @@ def _model():
     return InfoMaxVAE(_enc() * _dec(), _mi())
 
 
-X = torch.rand(8, D)
+X = torch.rand(8, D, generator=torch.Generator().manual_seed(55))
 
 
 def _nan_x():
@@ -247,7 +249,9 @@ def arrays(draw):
     return torch.from_numpy(a) if draw(st.booleans()) else a
 
 
-_MODEL = _model()
+with torch.random.fork_rng():  # the same initial weights whatever was collected before
+    torch.manual_seed(252)
+    _MODEL = _model()
 _OPT = setup(torch.optim.SGD, _MODEL, lr=0.0)
 _PRISTINE = {k: v.clone() for k, v in _MODEL.state_dict().items()}
 
@@ -264,7 +268,7 @@ def _fine_input(a) -> bool:
             and (t.ndim == 1 or t.shape[0] > 0) and bool(torch.isfinite(t.float()).all()))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz(150)
 @given(arrays())
 def test_fuzz_model_calls_give_results_or_documented_errors(a):
     try:
@@ -276,27 +280,37 @@ def test_fuzz_model_calls_give_results_or_documented_errors(a):
     assert out.p.shape == tuple(a.shape) and bool(((out.p >= 0) & (out.p <= 1)).all())
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@fuzz(100)
 @given(arrays(), st.floats(-2, 5), st.floats(-2, 5))
 def test_fuzz_losses_and_training(a, β, α):
+    """Losses give a value or a documented error; a training step is finite or changes nothing.
+
+    A loss is computed in the model's precision, so for extreme inputs it can overflow to
+    inf or NaN (tests/test_infomaxvaes.py holds the float32 overflow edge); ``train_``
+    then raises ``FloatingPointError`` and leaves everything as it was.
+    """
     _fresh_model()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for fn in (lambda: infomaxloss(_MODEL.vae, _MODEL.mi, a, β=β, α=α),
-                   lambda: loss(_MODEL.vae, a, β=β),
-                   lambda: train_(_MODEL, a, _OPT, infomaxloss_kwargs={"β": β, "α": α}, loss_return=True)):
+        for uses_α, is_step, fn in (
+                (True, False, lambda: infomaxloss(_MODEL.vae, _MODEL.mi, a, β=β, α=α)),
+                (False, False, lambda: loss(_MODEL.vae, a, β=β)),
+                (True, True, lambda: train_(_MODEL, a, _OPT, infomaxloss_kwargs={"β": β, "α": α},
+                                            loss_return=True))):
             try:
                 value = fn()
             except DOCUMENTED:
                 continue
-            assert β >= 0 and α >= 0 and _fine_input(a)
-            v = value if isinstance(value, tuple) else (float(value.detach()),)
-            assert all(math.isfinite(float(t)) for t in v)
-        # a training step either raised or left finite parameters (lr = 0: unchanged ones)
+            assert β >= 0 and (α >= 0 or not uses_α) and _fine_input(a)
+            if is_step:
+                assert len(value) == 2 and all(math.isfinite(v) for v in value), value
+            else:
+                assert isinstance(value, torch.Tensor) and value.ndim == 0 and value.dtype == torch.float32
+        # a training step either raised or left the parameters as they were (lr = 0)
         assert all(torch.equal(p, _PRISTINE[k]) for k, p in _MODEL.state_dict().items())
 
 
-@settings(max_examples=150, deadline=None)
+@fuzz(150)
 @given(arrays(), st.one_of(st.none(), st.integers(0, 2**31 - 1)))
 def test_fuzz_shuffle_latent(a, seed):
     try:
@@ -312,7 +326,7 @@ def test_fuzz_shuffle_latent(a, seed):
     assert rows(s) == rows(a)  # the same rows (bit for bit, NaNs included), each kept whole
 
 
-@settings(max_examples=150, deadline=None)
+@fuzz(150)
 @given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=5),
                   elements=st.floats(-20, 20)))
 def test_fuzz_pure_functions_match_float64_formulas(z):
