@@ -4,41 +4,97 @@ A Python port of the ``InfoMaxVAEs`` part of AutoEncoderToolkit.jl. Samples live
 the first axis (``x`` is ``(B, D)`` or ``(B, C, H, W)``), which is the same memory as
 Julia's ``(D, B)`` or ``(W, H, C, B)``.
 
-Modules: :mod:`~autoencoder_toolkit.layers`, :mod:`~autoencoder_toolkit.encoders`,
-:mod:`~autoencoder_toolkit.decoders`, :mod:`~autoencoder_toolkit.vaes`,
-:mod:`~autoencoder_toolkit.infomaxvaes`, :mod:`~autoencoder_toolkit.juliarng`.
+The package is layered (docs/architecture.md): :mod:`~autoencoder_toolkit.random`,
+:mod:`~autoencoder_toolkit.backends`, :mod:`~autoencoder_toolkit.densities`,
+:mod:`~autoencoder_toolkit.distributions`, :mod:`~autoencoder_toolkit.io`,
+:mod:`~autoencoder_toolkit.data`, :mod:`~autoencoder_toolkit.inference`,
+:mod:`~autoencoder_toolkit.models`, :mod:`~autoencoder_toolkit.evaluation`,
+:mod:`~autoencoder_toolkit.training`, :mod:`~autoencoder_toolkit.experiments` and
+:mod:`~autoencoder_toolkit.cli`. The flat module names of earlier releases
+(``autoencoder_toolkit.vaes``, ``.infomaxvaes``, ``.juliarng``, ...) name the same
+module objects (see :data:`MODULE_ALIASES`).
 """
 
 import importlib
+import importlib.abc
+import importlib.machinery
+import sys
 from typing import Any
 
-# The torch-based modules load on first use (PEP 562), so that a process that only
-# serves a model exported to NumPy (``import autoencoder_toolkit.inference``) never
-# imports torch. Every name below works as an attribute and in ``from ... import``.
-_LAZY_NAMES = {
-    "BernoulliDecoder": "decoders", "CategoricalDecoder": "decoders", "Decoder": "decoders",
-    "JointGaussianDecoder": "decoders", "JointGaussianLogDecoder": "decoders",
-    "SimpleGaussianDecoder": "decoders", "SplitGaussianDecoder": "decoders",
-    "SplitGaussianLogDecoder": "decoders", "decoder_loglikelihood": "decoders",
-    "Encoder": "encoders", "JointGaussianEncoder": "encoders", "JointGaussianLogEncoder": "encoders",
-    "encoder_kl": "encoders", "encoder_logposterior": "encoders", "spherical_logprior": "encoders",
-    "InfoMaxVAE": "infomaxvaes", "MutualInfoChain": "infomaxvaes", "shuffle_latent": "infomaxvaes",
-    "variational_mutual_info": "infomaxvaes",
-    "ActivationOverDims": "layers", "Chain": "layers", "Dense": "layers", "Flatten": "layers",
-    "Reshape": "layers",
-    "setup": "optim",
-    "VAE": "vaes", "reparameterize": "vaes",
+__version__ = "0.1.0"
+
+#: Old (flat) module names and the modules they name now. ``import
+#: autoencoder_toolkit.vaes`` gives the very module object ``autoencoder_toolkit.models.vaes``.
+MODULE_ALIASES = {
+    "activations": "models.activations",
+    "layers": "models.layers",
+    "encoders": "models.encoders",
+    "decoders": "models.decoders",
+    "vaes": "models.vaes",
+    "infomaxvaes": "models.infomaxvaes",
+    "mmdvaes": "models.mmdvaes",
+    "fused": "models.fused",
+    "optim": "models.optim",
+    "serialization": "models.config",
+    "juliarng": "random.juliarng",
+    "datasets": "data.datasets",
+    "metrics": "evaluation.metrics",
+    "plots": "evaluation.plots",
+    "checkpoints": "training.checkpoints",
+    "distributed": "training.distributed",
+    "reproduction": "experiments.reproduction",
 }
-_LAZY_MODULES = ("activations", "decoders", "encoders", "infomaxvaes", "layers", "mmdvaes", "vaes",
-                 "backends", "densities", "inference", "juliarng", "datasets", "metrics", "distributed",
-                 "fused", "serialization", "outputs", "optim")
+
+
+class _AliasLoader(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds ``autoencoder_toolkit.<old name>`` and hands back the module it names now."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        package, _, short = fullname.rpartition(".")
+        if package != __name__ or short not in MODULE_ALIASES:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self)
+
+    def create_module(self, spec: Any) -> Any:
+        module = importlib.import_module(f"{__name__}.{MODULE_ALIASES[spec.name.rpartition('.')[2]]}")
+        spec.loader_state = module.__spec__
+        return module
+
+    def exec_module(self, module: Any) -> None:
+        # the import system stamped the alias's spec on the real module: give it back its own
+        module.__spec__ = module.__spec__.loader_state
+
+
+if not any(isinstance(f, _AliasLoader) for f in sys.meta_path):
+    sys.meta_path.insert(0, _AliasLoader())
+
+# The torch-based names load on first use (PEP 562), so that a process that only serves a
+# model exported to NumPy (``import autoencoder_toolkit.inference``) never imports torch.
+# Every name below works as an attribute and in ``from ... import``.
+_LAZY_NAMES = {
+    "BernoulliDecoder": "models.decoders", "CategoricalDecoder": "models.decoders", "Decoder": "models.decoders",
+    "JointGaussianDecoder": "models.decoders", "JointGaussianLogDecoder": "models.decoders",
+    "SimpleGaussianDecoder": "models.decoders", "SplitGaussianDecoder": "models.decoders",
+    "SplitGaussianLogDecoder": "models.decoders", "decoder_loglikelihood": "models.decoders",
+    "Encoder": "models.encoders", "JointGaussianEncoder": "models.encoders",
+    "JointGaussianLogEncoder": "models.encoders", "encoder_kl": "models.encoders",
+    "encoder_logposterior": "models.encoders", "spherical_logprior": "models.encoders",
+    "InfoMaxVAE": "models.infomaxvaes", "MutualInfoChain": "models.infomaxvaes",
+    "shuffle_latent": "models.infomaxvaes", "variational_mutual_info": "models.infomaxvaes",
+    "ActivationOverDims": "models.layers", "Chain": "models.layers", "Dense": "models.layers",
+    "Flatten": "models.layers", "Reshape": "models.layers",
+    "setup": "models.optim",
+    "VAE": "models.vaes", "reparameterize": "models.vaes",
+}
+_SUBPACKAGES = ("random", "backends", "densities", "distributions", "outputs", "io", "data", "inference", "models",
+                "evaluation", "training", "experiments", "cli")
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY_NAMES:
-        value = getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
-    elif name in _LAZY_MODULES:
-        value = importlib.import_module(f".{name}", __name__)
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY_NAMES[name]}"), name)
+    elif name in MODULE_ALIASES or name in _SUBPACKAGES:
+        value = importlib.import_module(f"{__name__}.{name}")
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value
@@ -48,8 +104,6 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
-
-__version__ = "0.1.0"
 
 __all__ = [
     "activations", "decoders", "encoders", "infomaxvaes", "layers", "mmdvaes", "vaes", "setup",

@@ -1,5 +1,5 @@
 """``python -m autoencoder_toolkit``: the ``autoencoder-toolkit`` command line."""
 
-from .cli import main
+from .cli.main import main
 
 raise SystemExit(main())

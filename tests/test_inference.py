@@ -128,8 +128,8 @@ def test_vae_matches_torch_and_computes_its_loss():
     frozen = model.to_backend("numpy")
     assert isinstance(frozen, inference.FrozenVAE)
     noise = torch.randn(16, 3, generator=torch.Generator().manual_seed(4))
-    expected = aet.vaes.loss(model, x, rng=aet._random.PresetDraws([noise.numpy()])) \
-        if hasattr(aet._random, "PresetDraws") else None
+    expected = aet.vaes.loss(model, x, rng=aet.random.draws.PresetDraws([noise.numpy()])) \
+        if hasattr(aet.random.draws, "PresetDraws") else None
     got = frozen.loss(x.numpy(), noise=noise.numpy())
     with torch.no_grad():
         enc = model.encoder(x)

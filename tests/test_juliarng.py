@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autoencoder_toolkit import juliarng as J
-from autoencoder_toolkit import _ziggurat_tables as Z
+from autoencoder_toolkit.random import ziggurat_tables as Z
 from autoencoder_toolkit.juliarng import _DSFMT
 
 from .fuzzing import fuzz

@@ -18,7 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from autoencoder_toolkit import _validation, setup
+from autoencoder_toolkit import setup
+from autoencoder_toolkit.models import checks as _validation
 from autoencoder_toolkit.activations import get_activation
 from autoencoder_toolkit.decoders import (BernoulliDecoder, CategoricalDecoder, Decoder, SimpleGaussianDecoder,
                                           SplitGaussianLogDecoder, decoder_loglikelihood)

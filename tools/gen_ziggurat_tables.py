@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""Generate ``autoencoder_toolkit/_ziggurat_tables.py``.
+"""Generate ``autoencoder_toolkit/random/ziggurat_tables.py``.
 
-The normal sampler of :mod:`autoencoder_toolkit.juliarng` uses a 256-strip
+The normal sampler of :mod:`autoencoder_toolkit.random.juliarng` uses a 256-strip
 Marsaglia-Tsang ziggurat whose tables are laid out for 52-bit random integers
 (one sign bit and 51 magnitude bits).  This script derives the three tables
 from their defining equations at 256-bit working precision and writes them as
@@ -44,7 +44,7 @@ PRECISION_BITS = 256
 SIZE = 256
 SCALE = 2 ** 51
 
-TARGET = Path(__file__).resolve().parents[1] / "autoencoder_toolkit" / "_ziggurat_tables.py"
+TARGET = Path(__file__).resolve().parents[1] / "autoencoder_toolkit" / "random" / "ziggurat_tables.py"
 
 
 def compute_tables(prec: int = PRECISION_BITS) -> tuple[list[int], list[float], list[float], float]:

@@ -23,8 +23,8 @@ on first use.
 """
 
 from ._namespace import array_kind, array_namespace
-from .base import (Backend, BackendUnavailableError, as_numpy, available_backends, backend_names,
-                   get_backend, register_backend)
+from .base import (Backend, BackendUnavailableError, as_numpy, available_backends, backend_names, get_backend,
+                   register_backend)
 from .dispatch import cupy_kernels_enabled, set_cupy_kernels, use_cupy_kernels
 
 __all__ = [

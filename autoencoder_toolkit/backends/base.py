@@ -59,7 +59,7 @@ def is_torch_generator(rng: Any) -> bool:
 
 def is_julia_stream(rng: Any) -> bool:
     """Whether ``rng`` is a stream from :mod:`autoencoder_toolkit.juliarng`."""
-    mod = sys.modules.get("autoencoder_toolkit.juliarng")
+    mod = sys.modules.get("autoencoder_toolkit.random.juliarng")
     return mod is not None and isinstance(rng, mod.JuliaRNG)
 
 
@@ -179,7 +179,7 @@ class Backend:
         """
         n = int(n)
         if seed is not None:
-            from .. import juliarng
+            from ..random import juliarng
 
             rng = juliarng.MersenneTwister(int(seed), julia=juliarng.DEFAULT_JULIA)
         out = self._native_permutation(rng, n, device)
@@ -209,7 +209,7 @@ def _foreign_normal(rng: Any, shape: tuple[int, ...]) -> Any:
     if isinstance(rng, np.random.Generator):
         return rng.standard_normal(shape, dtype=np.float32)
     if is_julia_stream(rng):
-        from .. import juliarng
+        from ..random import juliarng
 
         # Julia fills randn(Float32, dims...) column-major: the same memory as a
         # row-major fill of the reversed (batch-first) shape.
@@ -232,7 +232,7 @@ def _foreign_permutation(rng: Any, n: int) -> Any:
     if isinstance(rng, np.random.Generator):
         return rng.permutation(n).astype(np.int64)
     if is_julia_stream(rng):
-        from .. import juliarng
+        from ..random import juliarng
 
         return np.asarray(juliarng.shuffle(rng, range(n)), dtype=np.int64)
     if is_torch_generator(rng):

@@ -299,7 +299,7 @@ def mutual_info_bound(g_joint: torch.Tensor, g_shuffled: torch.Tensor) -> torch.
 def decoder_loglikelihood(x: Any, z: Any, decoder: Any, decoder_output: Any, index: int | None = None,
                           **kwargs: Any) -> Any:
     """:func:`autoencoder_toolkit.decoders.decoder_loglikelihood` through the fused kernels where possible."""
-    from .. import decoders as D
+    from ..models import decoders as D
 
     kind_of = type(decoder).loglikelihood if isinstance(decoder, D.AbstractVariationalDecoder) else None
     if index is None and not kwargs and isinstance(z, torch.Tensor):
@@ -321,7 +321,7 @@ def decoder_loglikelihood(x: Any, z: Any, decoder: Any, decoder_output: Any, ind
 
 def encoder_kl(encoder: Any, encoder_output: Any) -> Any:
     """:func:`autoencoder_toolkit.encoders.encoder_kl` through the fused kernels where possible."""
-    from .. import encoders as E
+    from ..models import encoders as E
 
     kl_of = type(encoder).kl if isinstance(encoder, E.AbstractVariationalEncoder) else None
     if kl_of is E.AbstractGaussianLogEncoder.kl and _fusable(*encoder_output):
@@ -340,8 +340,8 @@ def encoder_reparameterize(encoder: Any, encoder_output: Any, rng: Any = None) -
 
     The noise is drawn exactly as the generic path draws it (same ``rng`` use).
     """
-    from .. import _random
-    from .. import encoders as E
+    from ..random import draws as _random
+    from ..models import encoders as E
 
     rep_of = type(encoder).reparameterize if isinstance(encoder, E.AbstractVariationalEncoder) else None
     log = {E.AbstractGaussianLogEncoder.reparameterize: True,
@@ -403,7 +403,8 @@ def kernel_functions(kernels: Any, *tensors: torch.Tensor, reconstruction_loglik
     The package's default ``decoder_loglikelihood`` and ``encoder_kl`` are replaced by
     their fused versions; functions the caller supplied are kept as they are.
     """
-    from .. import decoders, densities, encoders
+    from ..models import decoders, encoders
+    from .. import densities
 
     check_kernels(kernels, *tensors)
     ll = reconstruction_loglikelihood if reconstruction_loglikelihood is not None else decoders.decoder_loglikelihood

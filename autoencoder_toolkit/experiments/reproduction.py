@@ -210,9 +210,9 @@ def mlp_vae(latent_dim: int, *, n_input: int = 784, encoder_hidden: Sequence[int
     Decoder: ``Dense`` layers with ReLU through ``decoder_hidden``, then a sigmoid layer to
     ``n_input`` probabilities.
     """
-    from .decoders import BernoulliDecoder
-    from .encoders import JointGaussianLogEncoder
-    from .layers import Chain, Dense
+    from ..models.decoders import BernoulliDecoder
+    from ..models.encoders import JointGaussianLogEncoder
+    from ..models.layers import Chain, Dense
 
     enc_sizes = [int(n_input), *map(int, encoder_hidden)]
     trunk = Chain(*[Dense(a, b, "relu") for a, b in zip(enc_sizes[:-1], enc_sizes[1:])])
@@ -237,9 +237,9 @@ def conv_vae(latent_dim: int, *, channels: Sequence[int] = AUTHORS_CONV_CHANNELS
     """
     import torch.nn as nn
 
-    from .decoders import BernoulliDecoder
-    from .encoders import JointGaussianLogEncoder
-    from .layers import Chain, Dense, Flatten, Reshape
+    from ..models.decoders import BernoulliDecoder
+    from ..models.encoders import JointGaussianLogEncoder
+    from ..models.layers import Chain, Dense, Flatten, Reshape
 
     c1, c2, c3, c4 = (int(c) for c in channels)
     trunk = Chain(
@@ -268,8 +268,8 @@ def critic(n_input: int, latent_dim: int, hidden: Sequence[int] = AUTHORS_CRITIC
     ``Chain``), so the MLP (ReLU hidden layers ``hidden``, one linear output) sees the raw
     pixels next to the code, as the authors' discriminator does.
     """
-    from .infomaxvaes import MutualInfoChain
-    from .layers import Chain, Dense, Flatten
+    from ..models.infomaxvaes import MutualInfoChain
+    from ..models.layers import Chain, Dense, Flatten
 
     sizes = [int(n_input) + int(latent_dim), *map(int, hidden)]
     layers = [Dense(a, b, "relu") for a, b in zip(sizes[:-1], sizes[1:])]
@@ -280,8 +280,8 @@ def build_model(kind: str, s: Settings, seed: int) -> Any:
     """A freshly initialised model of ``kind`` (see :data:`MODELS`); ``torch.manual_seed(seed)`` first."""
     import torch
 
-    from .infomaxvaes import InfoMaxVAE
-    from .mmdvaes import MMDVAE
+    from ..models.infomaxvaes import InfoMaxVAE
+    from ..models.mmdvaes import MMDVAE
 
     if kind not in MODELS:
         raise ValueError(f"kind: expected one of {', '.join(MODELS)}, got {kind!r}")
@@ -330,7 +330,7 @@ def load_data(s: Settings) -> Data:
     Subsets (``n_train``, ``n_test``) are seeded random draws without replacement, kept
     in their original order.
     """
-    from .datasets import load_dataset
+    from ..data.datasets import load_dataset
 
     key = (s.dataset, s.architecture, s.n_train, s.n_test)
     if key not in _DATA_CACHE:
@@ -346,7 +346,7 @@ def load_data(s: Settings) -> Data:
 
 def dataset_available(name: str) -> str | None:
     """``None`` when data set ``name`` loads here, else the reason (one line)."""
-    from .datasets import load_dataset
+    from ..data.datasets import load_dataset
 
     try:
         load_dataset(name, split="test")
@@ -362,7 +362,7 @@ def dataset_available(name: str) -> str | None:
 def _optimizers(kind: str, model: Any, s: Settings) -> Any:
     import torch
 
-    from .outputs import OptimizerPair
+    from ..outputs import OptimizerPair
 
     if kind == "infomax-vae":
         return OptimizerPair(torch.optim.Adam(model.vae.parameters(), lr=s.lr),
@@ -384,7 +384,7 @@ def train_model(kind: str, model: Any, x: np.ndarray, s: Settings, *, seed: int,
     """
     import torch
 
-    from . import infomaxvaes, mmdvaes, vaes
+    from ..models import infomaxvaes, mmdvaes, vaes
 
     gen = torch.Generator().manual_seed(int(seed))
     order = np.random.default_rng([int(seed), 1])
@@ -444,8 +444,8 @@ def evaluate_run(kind: str, model: Any, data: Data, s: Settings, *, seed: int) -
     """
     import torch
 
-    from . import metrics as M
-    from .infomaxvaes import InfoMaxVAE
+    from ..evaluation import metrics as M
+    from ..models.infomaxvaes import InfoMaxVAE
 
     vae = model if kind in ("vae", "beta-vae") else model.vae
     model.eval()
@@ -517,7 +517,7 @@ def run_one(dataset: str, kind: str, seed: int, *, quick: bool = False, device: 
         return record
     record["train_seconds"] = time.perf_counter() - t0
     if save_to is not None:
-        from .checkpoints import save_model
+        from ..training.checkpoints import save_model
 
         path = Path(save_to) / f"{dataset}_{kind}_seed{seed}.safetensors"
         save_model(model, path)
@@ -660,7 +660,7 @@ def plot_latent_grid(codes: Mapping[str, np.ndarray], labels: Mapping[str, np.nd
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from .plots import _save, pca_2d
+    from ..evaluation.plots import _save, pca_2d
 
     kinds = [k for k in MODELS if k in codes]
     fig = Figure(figsize=(3.2 * len(kinds) + 1.4, 3.4), dpi=80, layout="constrained")
@@ -699,7 +699,7 @@ def plot_metric_bars(records: Sequence[Mapping[str, Any]], dataset: str, path: A
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from .plots import _save
+    from ..evaluation.plots import _save
 
     panels = [(k, label) for k, label, _ in _COLUMNS if k != "kl"]
     fig = Figure(figsize=(2.5 * len(panels), 3.1), dpi=80, layout="constrained")
@@ -752,7 +752,7 @@ def _versions() -> dict[str, str]:
     import sklearn
     import torch
 
-    from . import __version__
+    from .. import __version__
 
     return {"autoencoder_toolkit": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "scikit-learn": sklearn.__version__, "python": platform.python_version()}
@@ -800,7 +800,7 @@ def _json_default(obj: Any) -> Any:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from .checkpoints import atomic_write_bytes
+    from ..training.checkpoints import atomic_write_bytes
 
     atomic_write_bytes(path, text.encode("utf-8"))
 

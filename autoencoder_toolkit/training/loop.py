@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .datasets import iterate_minibatches, read_batch
+from ..data.datasets import iterate_minibatches, read_batch
 
 __all__ = [
     "DataSplit",
@@ -148,9 +148,9 @@ def mlp_model(kind: str, sample_shape: Sequence[int], latent_dim: int, hidden: S
 
     Images ``(C, H, W)`` are flattened by the encoder and critic and reshaped by the decoder.
     """
-    from .decoders import BernoulliDecoder, SimpleGaussianDecoder
-    from .encoders import JointGaussianLogEncoder
-    from .infomaxvaes import InfoMaxVAE, MutualInfoChain
+    from ..models.decoders import BernoulliDecoder, SimpleGaussianDecoder
+    from ..models.encoders import JointGaussianLogEncoder
+    from ..models.infomaxvaes import InfoMaxVAE, MutualInfoChain
 
     shape = tuple(int(s) for s in sample_shape)
     n_input: Any = shape[0] if len(shape) == 1 else shape
@@ -175,7 +175,7 @@ def mlp_model(kind: str, sample_shape: Sequence[int], latent_dim: int, hidden: S
 
 def make_optimizers(model: nn.Module, lr: float) -> Any:
     """Adam with learning rate ``lr``: an ``OptimizerPair`` for an InfoMaxVAE, else one optimizer."""
-    from .optim import setup
+    from ..models.optim import setup
 
     return setup(torch.optim.Adam, model, lr=float(lr))
 
@@ -196,7 +196,7 @@ def set_learning_rate(opt: Any, lr: float) -> None:
 
 def loss_kwargs_for(model: nn.Module, alpha: float, beta: float) -> dict[str, float]:
     """``{"β": beta, "α": alpha}`` for an InfoMaxVAE, ``{"β": beta}`` for a VAE."""
-    from .infomaxvaes import InfoMaxVAE
+    from ..models.infomaxvaes import InfoMaxVAE
 
     if isinstance(model, InfoMaxVAE):
         return {"β": float(beta), "α": float(alpha)}
@@ -300,8 +300,8 @@ def held_out_losses(model: nn.Module, data: DataSplit, loss_kwargs: Mapping[str,
     training objective on the held-out data. Randomness comes from a generator seeded
     by ``(seed, epoch)``.
     """
-    from .infomaxvaes import InfoMaxVAE
-    from .metrics import elbo_terms, mutual_info_estimate
+    from ..models.infomaxvaes import InfoMaxVAE
+    from ..evaluation.metrics import elbo_terms, mutual_info_estimate
 
     gen = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
     view = data.view()
@@ -322,7 +322,7 @@ def held_out_losses(model: nn.Module, data: DataSplit, loss_kwargs: Mapping[str,
 
 def _train_step(model: Any, xb: torch.Tensor, opt: Any, loss_kwargs: Mapping[str, float],
                 rng: Any, fused: bool) -> tuple[float, float]:
-    from . import infomaxvaes, vaes
+    from ..models import infomaxvaes, vaes
 
     if isinstance(getattr(model, "module", model), infomaxvaes.InfoMaxVAE):
         if fused:
@@ -400,7 +400,7 @@ def fit(model: nn.Module, data: DataSplit, opt: Any, *, epochs: int, batch_size:
     if batch_size * world > n:
         raise ValueError(f"batch_size: {batch_size} per process × {world} process(es) is larger than the {n} "
                          f"training samples; use a batch size of at most {n // world}")
-    from .infomaxvaes import InfoMaxVAE
+    from ..models.infomaxvaes import InfoMaxVAE
 
     has_critic = isinstance(model, InfoMaxVAE)
     device = next(iter(model.parameters())).device
@@ -596,7 +596,7 @@ class RunDirectory:
                       labels: np.ndarray | None, *, class_names: Sequence[str] | None = None,
                       title: str | None = None) -> list[Any]:
         """Draw ``figures/loss.png``, ``figures/mutual_info.png`` (with a critic) and ``figures/latent.png``."""
-        from .plots import plot_latent, plot_losses, plot_mutual_info
+        from ..evaluation.plots import plot_latent, plot_losses, plot_mutual_info
 
         folder = self.path / self.FIGURES
         paths = [plot_losses(history, folder / "loss.png", title=title)]

@@ -47,13 +47,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import _random
-from ._modules import call_unchecked
-from ._validation import check_weight
+from ..random import draws as _random
+from .construction import call_unchecked
+from .checks import check_weight
 from .decoders import decoder_loglikelihood
 from .encoders import encoder_kl
-from .outputs import OptimizerPair, VAEOutput
-from ._step import Update, raise_non_finite_gradient, read_step
+from ..outputs import OptimizerPair, VAEOutput
+from .step import Update, raise_non_finite_gradient, read_step
 from .vaes import resolve_weight
 
 __all__ = ["FusedLosses", "fused_losses", "fused_train_step"]

@@ -40,11 +40,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from . import densities
-from .backends import get_backend
-from .backends.base import Backend
-from .outputs import (EncodedData, GaussianLogParams, GaussianMean, GaussianParams, InfoMaxVAEOutput,
-                      Probabilities, VAEOutput)
+from .. import densities
+from ..backends import get_backend
+from ..backends.base import Backend
+from ..outputs import (EncodedData, GaussianLogParams, GaussianMean, GaussianParams, InfoMaxVAEOutput, Probabilities,
+                       VAEOutput)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -880,11 +880,11 @@ class _Exporter:
     def freeze(self, m: Any, path: str = "") -> FrozenModule:  # noqa: C901 - one branch per layer type
         import torch.nn as nn
 
-        from . import decoders as D
-        from . import encoders as E
-        from . import infomaxvaes as I
-        from . import layers as L
-        from . import vaes as V
+        from ..models import decoders as D
+        from ..models import encoders as E
+        from ..models import infomaxvaes as I
+        from ..models import layers as L
+        from ..models import vaes as V
 
         t = type(m)
         sub = (lambda name: f"{path}.{name}" if path else name)

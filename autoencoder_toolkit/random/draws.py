@@ -23,7 +23,7 @@ from typing import Any, Union
 import numpy as np
 import torch
 
-from .backends import array_kind
+from ..backends import array_kind
 
 __all__ = ["RNGLike", "PresetDraws", "normal_like", "permutation_like", "shuffle_rows", "check_rng",
            "is_julia_rng"]

@@ -68,7 +68,7 @@ from typing import Any, Iterable, Sequence, Union
 
 import numpy as np
 
-from ._ziggurat_tables import FI, KI, WI, ZIGGURAT_NOR_R
+from .ziggurat_tables import FI, KI, WI, ZIGGURAT_NOR_R
 
 __all__ = [
     "ACCEPTED_VERSIONS",

@@ -257,7 +257,7 @@ class DistributedInfoMaxVAE:
 
     def _wrapper(self, name: str) -> DistributedDataParallel:
         if name not in self._wrappers:
-            from .vaes import VAE
+            from ..models.vaes import VAE
 
             if isinstance(self.module, VAE):
                 target = {"vae": self.module}[name]
@@ -298,8 +298,8 @@ def wrap(model: nn.Module, context: DistributedContext | None = None, **ddp_kwar
     broadcasts rank 0's parameters, so every process starts from the same weights).
     Extra keywords go to ``DistributedDataParallel``.
     """
-    from .infomaxvaes import InfoMaxVAE
-    from .vaes import VAE
+    from ..models.infomaxvaes import InfoMaxVAE
+    from ..models.vaes import VAE
 
     if not isinstance(model, (InfoMaxVAE, VAE)):
         raise TypeError(f"model: expected an InfoMaxVAE or a VAE, got {type(model).__name__}")

@@ -34,7 +34,7 @@ def _figure(n_panels: int = 1, width: float = 6.0, height: float = 4.0) -> tuple
 
 
 def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
-    from .checkpoints import atomic_write_bytes
+    from ..training.checkpoints import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

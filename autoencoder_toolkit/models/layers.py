@@ -175,12 +175,12 @@ class Chain(nn.Sequential):
 
     def to_backend(self, backend: str = "numpy", *, device: Any = None) -> Any:
         """A frozen copy for inference on ``backend`` (``"numpy"``, ``"cupy"``): see :mod:`autoencoder_toolkit.inference`."""
-        from .inference import to_backend
+        from ..inference.frozen import to_backend
 
         return to_backend(self, backend, device=device)
 
     def config(self) -> dict[str, Any]:
-        from .serialization import module_config
+        from .config import module_config
 
         return {"type": "Chain", "layers": [module_config(m) for m in self]}
 

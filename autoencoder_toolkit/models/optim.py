@@ -7,7 +7,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .outputs import OptimizerPair
+from ..outputs import OptimizerPair
 
 __all__ = ["setup"]
 
@@ -33,7 +33,7 @@ def setup(optimizer_class: Callable[..., torch.optim.Optimizer], model: nn.Modul
         )
     if not callable(optimizer_class):
         raise TypeError(f"optimizer_class: expected an optimizer class, got {type(optimizer_class).__name__}")
-    from .distributed import DistributedInfoMaxVAE
+    from ..training.distributed import DistributedInfoMaxVAE
 
     if isinstance(model, DistributedInfoMaxVAE):
         model = model.module

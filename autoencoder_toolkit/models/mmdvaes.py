@@ -94,9 +94,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import _random
-from ._modules import CheckedModule
-from .backends import array_namespace
+from ..random import draws as _random
+from .construction import CheckedModule
+from ..backends import array_namespace
 from .decoders import decoder_loglikelihood
 from .encoders import encoder_kl
 from .vaes import VAE, _data, _split_train_args, _target, optimizer_step, prepare_step, report_step
@@ -318,7 +318,7 @@ class MMDVAE(CheckedModule):
 
     def to_backend(self, backend: str = "numpy", *, device: Any = None) -> Any:
         """A frozen copy of the VAE for inference on ``backend`` (``"numpy"``, ``"cupy"``): see :mod:`autoencoder_toolkit.inference`."""
-        from .inference import to_backend
+        from ..inference.frozen import to_backend
 
         return to_backend(self, backend, device=device)
 

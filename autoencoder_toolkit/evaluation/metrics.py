@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from autoencoder_toolkit.datasets import _as_numpy, check_finite, train_test_split
+from ..data.datasets import _as_numpy, check_finite, train_test_split
 
 __all__ = [
     "ActiveUnits",
@@ -376,8 +376,8 @@ class MutualInfoEstimate(NamedTuple):
 
 
 def _vae_of(model: Any) -> Any:
-    from .infomaxvaes import InfoMaxVAE
-    from .vaes import VAE
+    from ..models.infomaxvaes import InfoMaxVAE
+    from ..models.vaes import VAE
 
     if isinstance(model, InfoMaxVAE):
         return model.vae
@@ -404,7 +404,7 @@ def _data_batches(x: Any, batch_size: int, device: Any) -> Any:
     """Yield ``(start, tensor)`` for consecutive batches of ``x`` (NumPy, memory map or tensor)."""
     import torch
 
-    from .datasets import read_batch
+    from ..data.datasets import read_batch
 
     n = int(x.shape[0])
     for start in range(0, n, batch_size):
@@ -463,7 +463,7 @@ def encode_data(model: Any, x: Any, *, batch_size: int = 1024) -> EncodedCodes:
     """
     import torch
 
-    from .encoders import AbstractVariationalEncoder
+    from ..models.encoders import AbstractVariationalEncoder
 
     encoder = model if isinstance(model, AbstractVariationalEncoder) else _vae_of(model).encoder
     bs = _check_batch_size(batch_size)
@@ -500,8 +500,8 @@ def elbo_terms(model: Any, x: Any, *, batch_size: int = 1024, rng: Any = None, s
     """
     import torch
 
-    from .decoders import decoder_loglikelihood
-    from .encoders import encoder_kl
+    from ..models.decoders import decoder_loglikelihood
+    from ..models.encoders import encoder_kl
 
     vae = _vae_of(model)
     bs = _check_batch_size(batch_size)
@@ -544,7 +544,7 @@ def mutual_info_estimate(model: Any, x: Any, *, n_shuffles: int = 10, batch_size
     """
     import torch
 
-    from .infomaxvaes import InfoMaxVAE
+    from ..models.infomaxvaes import InfoMaxVAE
 
     if not isinstance(model, InfoMaxVAE):
         raise TypeError(f"model: expected an InfoMaxVAE (a model with a critic), got {type(model).__name__}")
@@ -700,7 +700,7 @@ def evaluate_model(model: Any, x: Any, labels: Any = None, *, x_train: Any = Non
     """
     import torch
 
-    from .infomaxvaes import InfoMaxVAE
+    from ..models.infomaxvaes import InfoMaxVAE
 
     vae = _vae_of(model)
     n = _n_rows(x, "x")
@@ -779,10 +779,10 @@ def _derangement(n: int, gen: Any) -> Any:
 
 def _encoder_of(model: Any) -> Any:
     """The variational encoder of an encoder, a ``VAE``, an ``InfoMaxVAE`` or an ``MMDVAE``."""
-    from .encoders import AbstractVariationalEncoder
-    from .infomaxvaes import InfoMaxVAE
-    from .mmdvaes import MMDVAE
-    from .vaes import VAE
+    from ..models.encoders import AbstractVariationalEncoder
+    from ..models.infomaxvaes import InfoMaxVAE
+    from ..models.mmdvaes import MMDVAE
+    from ..models.vaes import VAE
 
     if isinstance(model, AbstractVariationalEncoder):
         return model
@@ -824,7 +824,7 @@ def _read_rows(x: Any, rows: Any, device: Any) -> Any:
     """Rows ``x[rows]`` (a slice or a sorted index array) as a float32 tensor on ``device``."""
     import torch
 
-    from .datasets import read_batch
+    from ..data.datasets import read_batch
 
     if isinstance(x, torch.Tensor):
         index = rows if isinstance(rows, slice) else torch.as_tensor(rows, device=x.device)
@@ -837,8 +837,8 @@ def _read_rows(x: Any, rows: Any, device: Any) -> Any:
 
 def _default_critic(sample_shape: tuple[int, ...], latent_dim: int, hidden: list[int]) -> Any:
     """The InfoMax-VAE authors' critic: ``mlp([flatten(x); z])`` with ReLU hidden layers, one output."""
-    from .infomaxvaes import MutualInfoChain
-    from .layers import Chain, Dense, Flatten
+    from ..models.infomaxvaes import MutualInfoChain
+    from ..models.layers import Chain, Dense, Flatten
 
     n_in = int(np.prod(sample_shape))
     sizes = [n_in + latent_dim, *hidden]
@@ -908,8 +908,8 @@ def fresh_critic_mutual_info(model: Any, x_train: Any, x_test: Any, *, critic: A
     """
     import torch
 
-    from .densities import mutual_info_bound
-    from .infomaxvaes import MutualInfoChain
+    from ..densities import mutual_info_bound
+    from ..models.infomaxvaes import MutualInfoChain
 
     encoder = _encoder_of(model)
     steps = _positive_count(steps, "steps")

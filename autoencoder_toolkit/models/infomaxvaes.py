@@ -31,18 +31,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import _random
-from ._modules import (CheckedModule, as_activation_list, as_int_list, as_sample_shape,
-                       bind_arguments, call_unchecked, leading_linear_in, trailing_linear_out)
-from ._validation import (as_model_input, check_finite, check_mi_batch, check_weight, module_device_dtype,
-                          n_samples_of)
-from .backends import array_namespace
+from ..random import draws as _random
+from .construction import (CheckedModule, as_activation_list, as_int_list, as_sample_shape, bind_arguments,
+                           call_unchecked, leading_linear_in, trailing_linear_out)
+from .checks import as_model_input, check_finite, check_mi_batch, check_weight, module_device_dtype, n_samples_of
+from ..backends import array_namespace
 from .decoders import decoder_loglikelihood
-from .densities import mutual_info_bound  # written once for NumPy, torch and CuPy arrays
+from ..densities import mutual_info_bound
 from .encoders import encoder_kl
 from .layers import Chain, Dense, Flatten, dense_chain, glorot_uniform
-from .outputs import InfoMaxVAEOutput, OptimizerPair, VAEOutput
-from ._step import Update, raise_non_finite_gradient, read_step
+from ..outputs import InfoMaxVAEOutput, OptimizerPair, VAEOutput
+from .step import Update, raise_non_finite_gradient, read_step
 from .vaes import VAE, _data, _split_train_args, _target, check_loss_value, resolve_weight
 
 __all__ = [
@@ -143,7 +142,7 @@ class MutualInfoChain(CheckedModule):
 
     def to_backend(self, backend: str = "numpy", *, device: Any = None) -> Any:
         """A frozen copy for inference on ``backend`` (``"numpy"``, ``"cupy"``): see :mod:`autoencoder_toolkit.inference`."""
-        from .inference import to_backend
+        from ..inference.frozen import to_backend
 
         return to_backend(self, backend, device=device)
 
@@ -189,7 +188,7 @@ class InfoMaxVAE(CheckedModule):
 
     def to_backend(self, backend: str = "numpy", *, device: Any = None) -> Any:
         """A frozen copy for inference on ``backend`` (``"numpy"``, ``"cupy"``): see :mod:`autoencoder_toolkit.inference`."""
-        from .inference import to_backend
+        from ..inference.frozen import to_backend
 
         return to_backend(self, backend, device=device)
 
@@ -326,12 +325,12 @@ def _infomaxloss_impl(vae: VAE, mi: MutualInfoChain, x_in: torch.Tensor, x_out: 
     # One permutation stream for all latent draws: MersenneTwister(seed) when seeded.
     shuffle_rng = rng
     if seed is not None:
-        from . import juliarng
+        from ..random import juliarng
 
         shuffle_rng = juliarng.MersenneTwister(int(seed), julia=juliarng.DEFAULT_JULIA)
     bound = mutual_info_bound
     if kernels is not None:  # the per-sample terms and the bound through the fused CuPy kernels
-        from .backends.torch_bridge import kernel_functions
+        from ..backends.torch_bridge import kernel_functions
 
         kf = kernel_functions(kernels, x_in, x_out, reconstruction_loglikelihood=reconstruction_loglikelihood,
                               kl_divergence=kl_divergence)
@@ -417,7 +416,7 @@ def _miloss_impl(vae: VAE, mi: MutualInfoChain, x: torch.Tensor, *, regularizati
     z_shuffle = _shuffle(vo.z, seed, rng)
     bound = mutual_info_bound
     if kernels is not None:
-        from .backends.torch_bridge import kernel_functions
+        from ..backends.torch_bridge import kernel_functions
 
         bound = kernel_functions(kernels, x).bound
     value = -_mi_from_critic(mi, x, vo.z, z_shuffle, bound)
@@ -497,7 +496,7 @@ def train_(model: InfoMaxVAE, x: Any, *args: Any,
     x_out, opt = _split_train_args(args, "train_")
     ddp = None
     if not isinstance(model, InfoMaxVAE):
-        from .distributed import DistributedInfoMaxVAE
+        from ..training.distributed import DistributedInfoMaxVAE
 
         if not isinstance(model, DistributedInfoMaxVAE):
             raise TypeError(f"model: expected an InfoMaxVAE, got {type(model).__name__}")
@@ -517,7 +516,7 @@ def train_(model: InfoMaxVAE, x: Any, *args: Any,
         vae_kwargs.setdefault("rng", rng)
         mi_kwargs.setdefault("rng", rng)
     if kernels is not None and fused:
-        from .backends.torch_bridge import kernel_functions
+        from ..backends.torch_bridge import kernel_functions
 
         kf = kernel_functions(kernels, x_t, reconstruction_loglikelihood=vae_kwargs.get("reconstruction_loglikelihood"),
                               kl_divergence=vae_kwargs.get("kl_divergence"))

@@ -317,8 +317,8 @@ def save_model(model: nn.Module, path: str | os.PathLike[str]) -> Path:
     TypeError
         If the architecture cannot be described (a layer outside the supported set).
     """
-    from . import __version__
-    from .serialization import CONFIG_VERSION, module_config
+    from .. import __version__
+    from ..models.config import CONFIG_VERSION, module_config
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -412,7 +412,7 @@ def load_model(path: str | os.PathLike[str], *, config: Mapping[str, Any] | None
         Missing, truncated, corrupt or foreign (e.g. pickled) file, or tensors whose
         names, shapes or dtypes differ from the architecture's.
     """
-    from .serialization import module_from_config
+    from ..models.config import module_from_config
 
     p = _resolve_model_path(Path(path))
     if config is None:
@@ -618,7 +618,7 @@ def save_checkpoint(run_dir: str | os.PathLike[str], model: nn.Module,
     atomic_write_bytes(tmp / OPTIMIZER_FILE, _safetensors_bytes({**opt_tensors, **extra},
                                                                 {"format": _STATE_FORMAT}))
     _after_stage("optimizer", tmp)
-    from . import __version__
+    from .. import __version__
 
     files = {}
     for fname in (MODEL_FILE, OPTIMIZER_FILE):

@@ -20,15 +20,15 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from . import _random
-from ._step import Update, raise_non_finite_gradient, read_step
-from ._modules import CheckedModule, call_unchecked
-from ._validation import as_model_input, check_finite, check_sample_shape, check_weight, module_device_dtype
-from .backends import array_namespace
+from ..random import draws as _random
+from .step import Update, raise_non_finite_gradient, read_step
+from .construction import CheckedModule, call_unchecked
+from .checks import as_model_input, check_finite, check_sample_shape, check_weight, module_device_dtype
+from ..backends import array_namespace
 from .decoders import AbstractVariationalDecoder, decoder_loglikelihood
-from .densities import reparameterize_with_noise
+from ..densities import reparameterize_with_noise
 from .encoders import AbstractVariationalEncoder, encoder_kl
-from .outputs import VAEOutput
+from ..outputs import VAEOutput
 
 __all__ = ["reparameterize", "VAE", "loss", "train_", "resolve_weight"]
 
@@ -116,7 +116,7 @@ class VAE(CheckedModule):
 
     def to_backend(self, backend: str = "numpy", *, device: Any = None) -> Any:
         """A frozen copy for inference on ``backend`` (``"numpy"``, ``"cupy"``): see :mod:`autoencoder_toolkit.inference`."""
-        from .inference import to_backend
+        from ..inference.frozen import to_backend
 
         return to_backend(self, backend, device=device)
 
@@ -160,7 +160,7 @@ def _loss_core(vae: VAE, x_in: torch.Tensor, x_out: torch.Tensor, β: float,
     if kernels is None:
         out = vae.forward(x_in, latent=True, rng=rng)
     else:  # the per-sample terms through the fused CuPy kernels
-        from .backends.torch_bridge import kernel_functions
+        from ..backends.torch_bridge import kernel_functions
 
         kf = kernel_functions(kernels, x_in, x_out, reconstruction_loglikelihood=reconstruction_loglikelihood,
                               kl_divergence=kl_divergence)
@@ -272,7 +272,7 @@ def train_(vae: VAE, x: Any, *args: Any, loss_function: Callable = loss,
     x_out, opt = _split_train_args(args, "train_")
     ddp = None
     if not isinstance(vae, VAE):
-        from .distributed import DistributedInfoMaxVAE
+        from ..training.distributed import DistributedInfoMaxVAE
 
         if not (isinstance(vae, DistributedInfoMaxVAE) and isinstance(vae.module, VAE)):
             raise TypeError(f"vae: expected a VAE, got {type(vae).__name__}")

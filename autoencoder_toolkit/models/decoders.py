@@ -28,16 +28,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._modules import (CheckedModule, as_activation_list, as_int_list, as_sample_shape, bind_arguments,
-                       bind_trunk_and_heads, call_unchecked, check_module, is_field_form, leading_linear_in,
-                       trailing_linear_out)
+from .construction import (CheckedModule, as_activation_list, as_int_list, as_sample_shape, bind_arguments,
+                           bind_trunk_and_heads, call_unchecked, check_module, is_field_form, leading_linear_in,
+                           trailing_linear_out)
 from .activations import get_activation
 # The log-likelihoods on plain arrays live in the torch-free module ``densities`` (the
 # NumPy inference models use them without torch); they are re-exported here.
-from .densities import (EPS_FLOAT32, bernoulli_loglikelihood, categorical_loglikelihood,
-                        gaussian_loglikelihood)
+from ..densities import EPS_FLOAT32, bernoulli_loglikelihood, categorical_loglikelihood, gaussian_loglikelihood
 from .layers import ActivationOverDims, Chain, Dense, Reshape, dense_chain, glorot_uniform
-from .outputs import GaussianLogParams, GaussianMean, GaussianParams, Probabilities
+from ..outputs import GaussianLogParams, GaussianMean, GaussianParams, Probabilities
 
 __all__ = [
     "EPS_FLOAT32",
@@ -79,7 +78,7 @@ class AbstractDecoder(CheckedModule):
 
     def to_backend(self, backend: str = "numpy", *, device: Any = None) -> Any:
         """A frozen copy for inference on ``backend`` (``"numpy"``, ``"cupy"``): see :mod:`autoencoder_toolkit.inference`."""
-        from .inference import to_backend
+        from ..inference.frozen import to_backend
 
         return to_backend(self, backend, device=device)
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validation import as_model_input, check_finite, check_sample_shape, module_device_dtype
+from .checks import as_model_input, check_finite, check_sample_shape, module_device_dtype
 
 __all__ = ["CheckedModule", "call_unchecked", "bind_arguments", "leading_linear_in",
            "trailing_linear_out", "as_int_list", "as_activation_list", "as_sample_shape", "is_field_form",
@@ -43,7 +43,7 @@ class CheckedModule(nn.Module):
     def config(self) -> dict[str, Any]:
         """JSON description from which :func:`~autoencoder_toolkit.serialization.module_from_config`
         rebuilds this architecture (through the field constructor)."""
-        from .serialization import model_config
+        from .config import model_config
 
         meta = tuple(a for a in ("input_shape", "output_shape", "latent_dim") if a in self.__dict__)
         return model_config(self, self._config_fields, meta)

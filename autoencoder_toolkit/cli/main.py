@@ -159,7 +159,7 @@ def _device(value: Any) -> str:
 
 
 def _dataset_name(value: Any) -> str:
-    from .datasets import DATASETS
+    from ..data.datasets import DATASETS
 
     v = str(value).strip().lower().replace("_", "-")
     if v not in DATASETS:
@@ -246,7 +246,7 @@ def _read_config_file(path: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------
 
 def _build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     parser = _ArgumentParser(
         prog=PROG,
@@ -407,7 +407,7 @@ class _Data:
 
 
 def _load_user_array(path: str, what: str) -> np.ndarray:
-    from .datasets import check_finite, load_array
+    from ..data.datasets import check_finite, load_array
 
     try:
         x = load_array(path)
@@ -423,7 +423,7 @@ def _load_user_array(path: str, what: str) -> np.ndarray:
 
 
 def _load_user_labels(path: str) -> np.ndarray:
-    from .datasets import load_labels
+    from ..data.datasets import load_labels
 
     try:
         return load_labels(path)
@@ -432,8 +432,8 @@ def _load_user_labels(path: str) -> np.ndarray:
 
 
 def _load_training_data(settings: Mapping[str, Any]) -> _Data:
-    from .datasets import load_dataset, train_test_split
-    from .training import DataSplit
+    from ..data.datasets import load_dataset, train_test_split
+    from ..training.loop import DataSplit
 
     if settings.get("data"):
         path = settings["data"]
@@ -475,7 +475,7 @@ def _load_training_data(settings: Mapping[str, Any]) -> _Data:
 def _load_other_data(spec: str, labels_path: str | None, input_shape: Sequence[int] | None,
                      what: str) -> tuple[Any, np.ndarray | None]:
     """Data for ``evaluate --data`` / ``encode``: a file, or a built-in data set name (all of it)."""
-    from .datasets import DATASETS, load_dataset
+    from ..data.datasets import DATASETS, load_dataset
 
     key = spec.strip().lower().replace("_", "-")
     labels = None
@@ -520,7 +520,7 @@ def _check_fused(model_kind: str) -> None:
         raise UsageError("--fused: the fused step exists for the InfoMax-VAE only (--model infomax)")
     try:
         importlib.import_module("autoencoder_toolkit.fused")
-        from . import infomaxvaes
+        from ..models import infomaxvaes
     except ImportError as err:
         raise UsageError(f"--fused: the fused training path (autoencoder_toolkit.fused) is not available in this "
                          f"installation ({err}); train without --fused") from None
@@ -532,7 +532,7 @@ def _versions() -> dict[str, str]:
     import sklearn
     import torch
 
-    from . import __version__
+    from .. import __version__
 
     return {"autoencoder_toolkit": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "scikit-learn": sklearn.__version__, "python": sys.version.split()[0]}
@@ -567,7 +567,7 @@ def _default_run_dir(label: str, model: str) -> Path:
 
 
 def _prepare_run_dir(out: str | None, overwrite: bool, label: str, model: str) -> Path:
-    from .training import RunDirectory
+    from ..training.loop import RunDirectory
 
     if out is None:
         path = _default_run_dir(label, model)
@@ -685,10 +685,10 @@ def _launch_processes(argv: Sequence[str], nproc: int) -> int:
 def _cmd_train(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     import torch
 
-    from . import distributed
+    from ..training import distributed
 
-    from .training import (RunDirectory, TrainingDiverged, TrainingState, fit, loss_kwargs_for, make_optimizers,
-                           mlp_model, optimizer_dict, set_learning_rate)
+    from ..training.loop import (RunDirectory, TrainingDiverged, TrainingState, fit, loss_kwargs_for, make_optimizers,
+                                 mlp_model, optimizer_dict, set_learning_rate)
 
     from_file = _read_config_file(args.config) if args.config else {}
     flags = _given(args)
@@ -792,7 +792,7 @@ def _cmd_train(args: argparse.Namespace, say: Callable[[str], None]) -> int:
                           settings["decoder"], settings["critic_hidden"]).to(device)
         opt = make_optimizers(model, settings["lr"])
         state = TrainingState.fresh(settings["seed"])
-        from .serialization import module_config
+        from ..models.config import module_config
 
         config = {
             "format": "autoencoder_toolkit.run",
@@ -868,7 +868,7 @@ def _cmd_train(args: argparse.Namespace, say: Callable[[str], None]) -> int:
 def _finish_run(run: Any, model: Any, data: _Data, settings: Mapping[str, Any], state: Any, title: str,
                 seconds: float, start_epoch: int) -> list[str]:
     """Evaluate on the held-out data, draw the figures, write evaluation.json and summary.txt."""
-    from .metrics import encode_data, evaluate_model
+    from ..evaluation.metrics import encode_data, evaluate_model
 
     test_view, train_view = data.test.view(), data.train.view()
     codes = encode_data(model, test_view)
@@ -899,7 +899,7 @@ def _finish_run(run: Any, model: Any, data: _Data, settings: Mapping[str, Any], 
     lines.append("  metrics     metrics.csv (per epoch), evaluation.json, summary.txt")
     lines.append("  figures     " + ", ".join(str(Path(p).relative_to(run.path)) for p in figures))
     lines.append(f"Next: {PROG} evaluate {run.path}  |  {PROG} encode {run.path} DATA --out codes.npy")
-    from .checkpoints import atomic_write_text
+    from ..training.checkpoints import atomic_write_text
 
     atomic_write_text(run.path / run.SUMMARY, "\n".join(lines) + "\n")
     return lines
@@ -910,7 +910,7 @@ def _finish_run(run: Any, model: Any, data: _Data, settings: Mapping[str, Any], 
 # ----------------------------------------------------------------------------------
 
 def _open_model(run_dir: str, device: str) -> tuple[Any, dict[str, Any], Any]:
-    from .training import RunDirectory
+    from ..training.loop import RunDirectory
 
     run = RunDirectory.open(run_dir)
     config = run.read_config()
@@ -920,7 +920,7 @@ def _open_model(run_dir: str, device: str) -> tuple[Any, dict[str, Any], Any]:
 
 
 def _cmd_evaluate(args: argparse.Namespace, say: Callable[[str], None]) -> int:
-    from .metrics import evaluate_model
+    from ..evaluation.metrics import evaluate_model
 
     model, config, run = _open_model(args.run_dir, args.device)
     settings = config["settings"]
@@ -943,7 +943,7 @@ def _cmd_evaluate(args: argparse.Namespace, say: Callable[[str], None]) -> int:
         run.write_json(run.EVALUATION, doc)
     written = None
     if args.json:
-        from .checkpoints import atomic_write_text
+        from ..training.checkpoints import atomic_write_text
 
         written = atomic_write_text(args.json, json.dumps(doc, indent=2) + "\n")
     if args.quiet:
@@ -960,8 +960,8 @@ def _cmd_evaluate(args: argparse.Namespace, say: Callable[[str], None]) -> int:
 def _cmd_encode(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     import torch
 
-    from .checkpoints import fsync_dir
-    from .metrics import _data_batches, _sigma_of
+    from ..training.checkpoints import fsync_dir
+    from ..evaluation.metrics import _data_batches, _sigma_of
 
     out = Path(args.out)
     if out.suffix.lower() != ".npy":
@@ -1016,7 +1016,7 @@ def _cmd_encode(args: argparse.Namespace, say: Callable[[str], None]) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace, say: Callable[[str], None]) -> int:
-    from .reproduction import DATASET_NAMES, reproduce
+    from ..experiments.reproduction import DATASET_NAMES, reproduce
 
     spec = args.datasets if args.datasets is not None else ",".join(DATASET_NAMES)
     names = [n.strip().lower().replace("_", "-") for n in spec.split(",") if n.strip()]

@@ -24,18 +24,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import _random
-from ._modules import (CheckedModule, as_activation_list, as_int_list, as_sample_shape, bind_arguments,
-                       bind_trunk_and_heads, call_unchecked, check_module, is_field_form, leading_linear_in,
-                       trailing_linear_out)
+from ..random import draws as _random
+from .construction import (CheckedModule, as_activation_list, as_int_list, as_sample_shape, bind_arguments,
+                           bind_trunk_and_heads, call_unchecked, check_module, is_field_form, leading_linear_in,
+                           trailing_linear_out)
 from .activations import ActivationLike
 # The formulas on plain arrays live in the torch-free module ``densities`` (the NumPy
 # inference models use them without torch); they are re-exported here.
-from .densities import LOG2PI, gaussian_kl, gaussian_logdensity, sample_sum, spherical_logprior
-from .densities import n_per_sample as _n_per_sample
-from .densities import same_shape as _same_shape
+from ..densities import LOG2PI, gaussian_kl, gaussian_logdensity, sample_sum, spherical_logprior
+from ..densities import n_per_sample as _n_per_sample
+from ..densities import same_shape as _same_shape
 from .layers import Chain, Dense, Flatten, dense_chain, glorot_uniform
-from .outputs import GaussianLogParams, GaussianParams
+from ..outputs import GaussianLogParams, GaussianParams
 
 __all__ = [
     "LOG2PI",
@@ -67,7 +67,7 @@ class AbstractEncoder(CheckedModule):
 
     def to_backend(self, backend: str = "numpy", *, device: Any = None) -> Any:
         """A frozen copy for inference on ``backend`` (``"numpy"``, ``"cupy"``): see :mod:`autoencoder_toolkit.inference`."""
-        from .inference import to_backend
+        from ..inference.frozen import to_backend
 
         return to_backend(self, backend, device=device)
 
