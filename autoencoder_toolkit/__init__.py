@@ -35,7 +35,7 @@ MODULE_ALIASES = {
     "mmdvaes": "models.mmdvaes",
     "fused": "models.fused",
     "optim": "models.optim",
-    "serialization": "models.config",
+    "serialization": "models.architecture",
     "juliarng": "random.juliarng",
     "datasets": "data.datasets",
     "metrics": "evaluation.metrics",
@@ -84,6 +84,7 @@ _LAZY_NAMES = {
     "ActivationOverDims": "models.layers", "Chain": "models.layers", "Dense": "models.layers",
     "Flatten": "models.layers", "Reshape": "models.layers",
     "setup": "models.optim",
+    "to_backend": "models.architecture",
     "VAE": "models.vaes", "reparameterize": "models.vaes",
 }
 _SUBPACKAGES = ("random", "backends", "densities", "distributions", "outputs", "io", "data", "inference", "models",
@@ -113,5 +114,5 @@ __all__ = [
     "Decoder", "SimpleGaussianDecoder", "JointGaussianLogDecoder", "JointGaussianDecoder",
     "SplitGaussianLogDecoder", "SplitGaussianDecoder", "BernoulliDecoder", "CategoricalDecoder",
     "decoder_loglikelihood", "VAE", "reparameterize",
-    "MutualInfoChain", "InfoMaxVAE", "shuffle_latent", "variational_mutual_info",
+    "MutualInfoChain", "InfoMaxVAE", "shuffle_latent", "variational_mutual_info", "to_backend",
 ]

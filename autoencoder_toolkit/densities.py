@@ -3,10 +3,13 @@ the reparameterisation and the mutual-information bound.
 
 Each function is written once against the array API and accepts NumPy, torch and CuPy
 arrays (all arguments of one kind; mixing kinds raises ``TypeError``), returning an
-array of the same kind. CuPy arrays of float32 or float64 go to the fused kernels of
-:mod:`autoencoder_toolkit.backends.cupy_kernels`. This module does not import torch, so
-the NumPy inference models (:mod:`autoencoder_toolkit.inference`) use it in processes
-without torch. The encoder and decoder modules re-export these functions.
+array of the same kind. Each formula asks :func:`~autoencoder_toolkit.backends.dispatch.fused_kernels`
+for a fused implementation of itself: CuPy arrays of float32 or float64 go to the kernels
+of :mod:`autoencoder_toolkit.backends.cupy_kernels`, and CUDA tensors to the same kernels
+inside autograd when a loss runs with ``kernels="cupy"``. This module does not import
+torch, so the NumPy inference models (:mod:`autoencoder_toolkit.inference`) use it in
+processes without torch. The distributions of :mod:`autoencoder_toolkit.distributions`
+are built on these formulas.
 
 Layout: batch-first. A batched argument ``(B, ...)`` gives one value per sample
 ``(B,)``; one sample gives a scalar (a 0-d array). Sums run over every element of a
@@ -29,10 +32,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from .backends import array_namespace
 from .backends.dispatch import fused_kernels
+from .constants import EPS_FLOAT32, LOG2PI
 
 __all__ = [
     "LOG2PI",
@@ -49,13 +51,6 @@ __all__ = [
     "reparameterize_with_noise",
     "mutual_info_bound",
 ]
-
-#: ``log(2π)`` computed in float32, as the reference's ``log(2.0f0π)``.
-LOG2PI: float = float(np.log(np.float32(2 * np.pi)))
-
-#: Machine epsilon of float32, added inside the Bernoulli and categorical logs.
-EPS_FLOAT32: float = float(np.finfo(np.float32).eps)
-
 
 def sample_sum(xp: Any, a: Any, batched: bool) -> Any:
     """Sum over every axis but the first (``batched``) or over everything (one sample)."""
@@ -100,22 +95,11 @@ def gaussian_logdensity(z: Any, μ: Any, scale: Any, *, log: bool = True) -> Any
     """Log density of a diagonal Gaussian at ``z``.
 
     ``scale`` is ``logσ`` when ``log=True`` and ``σ`` otherwise. Shapes as
-    :func:`spherical_logprior`; ``z``, ``μ`` and ``scale`` must have equal shapes.
+    :func:`spherical_logprior`; ``z``, ``μ`` and ``scale`` must have equal shapes. This is
+    :func:`gaussian_loglikelihood` with the batch read from ``z`` (2-D or more: a batch).
     """
-    xp = array_namespace(z, μ, scale, names=("z", "μ", "logσ" if log else "σ"))
-    same_shape(("z", z), ("μ", μ), ("logσ" if log else "σ", scale))
-    batched = z.ndim >= 2
-    kernels = fused_kernels(xp, z, μ, scale)
-    if kernels is not None:
-        return kernels.gaussian_loglikelihood(z, μ, scale, kind="log" if log else "linear", batched=batched)
-    d = z - μ
-    if log:
-        quad = d * d / xp.exp(2 * scale)
-        logdet = sample_sum(xp, scale, batched)
-    else:
-        quad = d * d / (scale * scale)
-        logdet = sample_sum(xp, xp.log(scale), batched)
-    return -0.5 * sample_sum(xp, quad, batched) - logdet - 0.5 * n_per_sample(z, batched) * LOG2PI
+    return _gaussian(z, μ, scale, kind="log" if log else "linear", σ=1.0, batched=z.ndim >= 2,
+                     names=("z", "μ", "logσ" if log else "σ"))
 
 
 def gaussian_kl(μ: Any, scale: Any, *, log: bool = True) -> Any:
@@ -182,15 +166,26 @@ def gaussian_loglikelihood(x: Any, μ: Any, scale: Any = None, *, kind: str = "l
         ``"log"`` (``scale`` is ``logσ``), ``"linear"`` (``scale`` is ``σ``) or
         ``"fixed"`` (no ``scale``; the scalar ``σ`` is used for every element).
     """
-    xp = array_namespace(x, μ, scale, names=("x", "μ", "scale"))
-    same_shape(("μ", μ), ("x", x))
     if kind not in ("log", "linear", "fixed"):
         raise ValueError(f"kind: expected 'log', 'linear' or 'fixed', got {kind!r}")
-    if kind != "fixed":
-        same_shape(("μ", μ), ("logσ" if kind == "log" else "σ", scale))
+    return _gaussian(x, μ, scale, kind=kind, σ=σ, batched=batched,
+                     names=("x", "μ", {"log": "logσ", "linear": "σ", "fixed": "scale"}[kind]))
+
+
+def _gaussian(x: Any, μ: Any, scale: Any, *, kind: str, σ: float, batched: bool, names: tuple[str, str, str]) -> Any:
+    """The one diagonal-Gaussian log density; ``names`` label ``x``, ``μ`` and ``scale`` in errors."""
+    x_name, mu_name, scale_name = names
+    xp = array_namespace(x, μ, None if kind == "fixed" else scale, names=(x_name, mu_name, scale_name))
+    if x_name == "z":  # a density of codes: shapes are checked against the codes
+        same_shape((x_name, x), (mu_name, μ), (scale_name, scale))
+    else:  # a likelihood of data: against the decoder's mean
+        same_shape((mu_name, μ), (x_name, x))
+        if kind != "fixed":
+            same_shape((mu_name, μ), (scale_name, scale))
     kernels = fused_kernels(xp, x, μ, None if kind == "fixed" else scale)
     if kernels is not None:
-        return kernels.gaussian_loglikelihood(x, μ, scale, kind=kind, σ=σ, batched=batched)
+        return kernels.gaussian_loglikelihood(x, μ, None if kind == "fixed" else scale, kind=kind, σ=σ,
+                                              batched=batched)
     d = x - μ
     n = n_per_sample(μ, batched)
     if kind == "fixed":

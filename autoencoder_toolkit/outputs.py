@@ -1,75 +1,30 @@
-"""Named tuples returned by encoders, decoders and models.
+"""Named tuples returned by models: forward passes, optimizer pairs, encoded data.
 
 Field names follow the Julia package: ``μ`` (U+03BC GREEK SMALL LETTER MU; Python folds
-the micro sign ``µ`` into it), ``logσ``, ``σ`` and ``p``. ASCII aliases ``mu``,
-``logsigma`` and ``sigma`` are provided as read-only properties.
+the micro sign ``µ`` into it), ``σ``, ``z``, ``encoder``, ``decoder``, ``vae``, ``mi``.
+The distributions that encoders and decoders return (``GaussianLogParams``,
+``Probabilities``, ...) live in :mod:`autoencoder_toolkit.distributions` and are
+re-exported here.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from .distributions import Bernoulli, Categorical, GaussianLogParams, GaussianMean, GaussianParams, Probabilities
+
 __all__ = [
     "GaussianLogParams",
     "GaussianParams",
     "GaussianMean",
     "Probabilities",
+    "Bernoulli",
+    "Categorical",
     "VAEOutput",
     "InfoMaxVAEOutput",
     "OptimizerPair",
     "EncodedData",
 ]
-
-
-class GaussianLogParams(NamedTuple):
-    """Diagonal Gaussian given by its mean and log standard deviation."""
-
-    μ: Any
-    logσ: Any
-
-    @property
-    def mu(self) -> Any:
-        """Alias of ``μ``."""
-        return self.μ
-
-    @property
-    def logsigma(self) -> Any:
-        """Alias of ``logσ``."""
-        return self.logσ
-
-
-class GaussianParams(NamedTuple):
-    """Diagonal Gaussian given by its mean and standard deviation."""
-
-    μ: Any
-    σ: Any
-
-    @property
-    def mu(self) -> Any:
-        """Alias of ``μ``."""
-        return self.μ
-
-    @property
-    def sigma(self) -> Any:
-        """Alias of ``σ``."""
-        return self.σ
-
-
-class GaussianMean(NamedTuple):
-    """Gaussian with unit (or externally fixed) standard deviation: only the mean."""
-
-    μ: Any
-
-    @property
-    def mu(self) -> Any:
-        """Alias of ``μ``."""
-        return self.μ
-
-
-class Probabilities(NamedTuple):
-    """Bernoulli or categorical probabilities ``p``."""
-
-    p: Any
 
 
 class VAEOutput(NamedTuple):

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from autoencoder_toolkit import checkpoints
+from autoencoder_toolkit.io import checkpoint as io_checkpoint
 from autoencoder_toolkit.checkpoints import (CheckpointError, find_checkpoint, load_checkpoint, load_model,
                                              save_checkpoint, save_model, verify_checkpoint)
 from autoencoder_toolkit.serialization import module_config
@@ -203,7 +204,7 @@ def test_a_crash_at_any_stage_leaves_a_complete_checkpoint(tmp_path, monkeypatch
         if at == stage:
             raise Crash(at)
 
-    monkeypatch.setattr(checkpoints, "_after_stage", crash)
+    monkeypatch.setattr(io_checkpoint, "_after_stage", crash)
     with pytest.raises(Crash):
         _save(tmp_path, model, opt, epoch=2)
     monkeypatch.undo()

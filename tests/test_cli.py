@@ -333,9 +333,6 @@ def test_missing_datasets_and_devices(tmp_path, capsys, monkeypatch) -> None:
     if not torch.cuda.is_available():
         rc, _, err = run_cli(["train", "--device", "cuda"], capsys)
         _assert_one_line_error(rc, err, "CUDA is not available")
-    monkeypatch.setitem(sys.modules, "autoencoder_toolkit.fused", None)  # as if the module were absent
-    rc, _, err = run_cli(["train", "--fused"], capsys)
-    _assert_one_line_error(rc, err, "--fused: the fused training path (autoencoder_toolkit.fused) is not available")
     rc, _, err = run_cli(["train", "--model", "vae", "--fused", "--epochs", "1"], capsys)
     assert rc == 2 and "InfoMax-VAE only" in err
 

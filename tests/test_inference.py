@@ -220,7 +220,7 @@ def test_layers_match_torch(name, make, shape):
     x = torch.randn(*shape)
     with torch.no_grad():
         expected = layer(x)
-    frozen = inference.to_backend(layer, "numpy")
+    frozen = aet.to_backend(layer, "numpy")
     assert_close(frozen(x.numpy()), expected)
 
 
@@ -232,7 +232,7 @@ def test_package_activations_match_their_array_forms():
         dense = aet.Dense.from_weights(np.eye(x.shape[1], dtype=np.float32), activation=name)
         with torch.no_grad():
             expected = dense(torch.from_numpy(x))
-        frozen = inference.to_backend(dense, "numpy")
+        frozen = aet.to_backend(dense, "numpy")
         assert_close(frozen(x), expected)
         assert_close(inference.ACTIVATIONS[name](xp, x), act.array_fn(xp, x), rtol=1e-6)
 
@@ -240,12 +240,12 @@ def test_package_activations_match_their_array_forms():
 def test_unsupported_layers_are_named():
     model = aet.Chain(aet.Dense(4, 4, "relu"), nn.Sequential(nn.Linear(4, 4), nn.PReLU()))
     with pytest.raises(TypeError, match=r"1\.1 \(torch\.nn\.modules\.activation\.PReLU\)"):
-        inference.to_backend(model, "numpy")
+        aet.to_backend(model, "numpy")
     custom = aet.Dense(3, 3, lambda t: t * 2)
     with pytest.raises(TypeError, match="custom activation"):
-        inference.to_backend(custom, "numpy")
+        aet.to_backend(custom, "numpy")
     with pytest.raises(TypeError, match="padding_mode='reflect'"):
-        inference.to_backend(nn.Conv2d(1, 1, 3, padding=1, padding_mode="reflect"), "numpy")
+        aet.to_backend(nn.Conv2d(1, 1, 3, padding=1, padding_mode="reflect"), "numpy")
 
 
 @pytest.mark.skipif(cuda_unavailable_reason() is None, reason="a CUDA device is present")

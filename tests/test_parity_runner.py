@@ -278,7 +278,7 @@ def test_dropping_the_eps_of_the_bernoulli_loglikelihood_fails(monkeypatch, caps
 
 
 def test_an_extra_draw_is_caught(monkeypatch, capsys):
-    from autoencoder_toolkit.random import draws as _random
+    from autoencoder_toolkit.backends import base as _random
 
     original = _random.permutation_like
 

@@ -24,7 +24,7 @@ on first use.
 
 from ._namespace import array_kind, array_namespace
 from .base import (Backend, BackendUnavailableError, as_numpy, available_backends, backend_names, get_backend,
-                   register_backend)
+                   normal_like, permutation_like, register_backend, shuffle_rows)
 from .dispatch import cupy_kernels_enabled, set_cupy_kernels, use_cupy_kernels
 
 __all__ = [
@@ -37,6 +37,9 @@ __all__ = [
     "backend_names",
     "available_backends",
     "as_numpy",
+    "normal_like",
+    "permutation_like",
+    "shuffle_rows",
     "cupy_kernels_enabled",
     "set_cupy_kernels",
     "use_cupy_kernels",

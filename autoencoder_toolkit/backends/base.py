@@ -14,9 +14,11 @@ A backend is one array library seen through four concerns:
   :meth:`Backend.standard_normal` and :meth:`Backend.permutation` accept that generator
   or any other generator this package accepts as ``rng`` (a ``numpy.random.Generator``,
   a ``torch.Generator``, a Julia-compatible stream from
-  :mod:`autoencoder_toolkit.juliarng`), and draw the same numbers for the same
-  generator whatever the backend, so that a NumPy model and a torch model fed the same
-  ``rng`` see the same noise.
+  :mod:`autoencoder_toolkit.random.juliarng`), and draw the same numbers for the same
+  generator whatever the backend (:mod:`autoencoder_toolkit.random.draws` draws them),
+  so that a NumPy model and a torch model fed the same ``rng`` see the same noise.
+  :func:`normal_like`, :func:`permutation_like` and :func:`shuffle_rows` draw for a
+  given array: its kind, dtype and device.
 
 :func:`get_backend` returns a backend by name (``"numpy"``, ``"torch"``, ``"cupy"``), by
 array (the backend the array belongs to) or passes a :class:`Backend` through.
@@ -26,11 +28,11 @@ Libraries are imported on first use: ``get_backend("numpy")`` never imports torc
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..random import draws
 from ._namespace import array_kind
 
 __all__ = [
@@ -41,26 +43,17 @@ __all__ = [
     "backend_names",
     "available_backends",
     "as_numpy",
+    "normal_like",
+    "permutation_like",
+    "shuffle_rows",
 ]
 
-#: dtype names understood by every backend.
-DTYPE_NAMES = ("float32", "float64", "float16", "int64", "int32", "bool")
+#: dtype names understood by the backends (``bfloat16`` by torch only).
+DTYPE_NAMES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "bool")
 
 
 class BackendUnavailableError(ImportError):
     """A backend's library is not installed or has no usable device."""
-
-
-def is_torch_generator(rng: Any) -> bool:
-    """Whether ``rng`` is a ``torch.Generator`` (without importing torch)."""
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(rng, torch.Generator)
-
-
-def is_julia_stream(rng: Any) -> bool:
-    """Whether ``rng`` is a stream from :mod:`autoencoder_toolkit.juliarng`."""
-    mod = sys.modules.get("autoencoder_toolkit.random.juliarng")
-    return mod is not None and isinstance(rng, mod.JuliaRNG)
 
 
 def _dtype_name(dtype: Any) -> str:
@@ -169,7 +162,7 @@ class Backend:
         out = self._native_normal(rng, shape, dtype_name, device)
         if out is not NotImplemented:
             return out
-        return self.asarray(_foreign_normal(rng, shape), dtype=dtype_name, device=device)
+        return self.asarray(draws.normal(rng, shape), dtype=dtype_name, device=device)
 
     def permutation(self, n: int, *, rng: Any = None, seed: int | None = None, device: Any = None) -> Any:
         """A random permutation of ``0..n-1`` (int64).
@@ -179,13 +172,11 @@ class Backend:
         """
         n = int(n)
         if seed is not None:
-            from ..random import juliarng
-
-            rng = juliarng.MersenneTwister(int(seed), julia=juliarng.DEFAULT_JULIA)
+            return self.asarray(draws.seeded_permutation(seed, n), dtype="int64", device=device)
         out = self._native_permutation(rng, n, device)
         if out is not NotImplemented:
             return out
-        return self.asarray(_foreign_permutation(rng, n), dtype="int64", device=device)
+        return self.asarray(draws.permutation(rng, n), dtype="int64", device=device)
 
     def __repr__(self) -> str:
         return f"<{self.name} backend>"
@@ -204,49 +195,31 @@ def as_numpy(a: Any) -> np.ndarray:
     return np.asarray(a)
 
 
-def _foreign_normal(rng: Any, shape: tuple[int, ...]) -> Any:
-    """float32 normal draws from a generator of another library (an array of that library)."""
-    if isinstance(rng, np.random.Generator):
-        return rng.standard_normal(shape, dtype=np.float32)
-    if is_julia_stream(rng):
-        from ..random import juliarng
-
-        # Julia fills randn(Float32, dims...) column-major: the same memory as a
-        # row-major fill of the reversed (batch-first) shape.
-        return juliarng.randn(rng, *shape, dtype=np.float32)
-    if is_torch_generator(rng):
-        import torch
-
-        return torch.randn(shape, generator=rng, dtype=torch.float32, device=rng.device)
-    if type(rng).__module__.startswith("cupy") and hasattr(rng, "standard_normal"):
-        return rng.standard_normal(shape, dtype="float32")
-    if hasattr(rng, "noise") and hasattr(rng, "permutation"):  # a stream of given draws
-        return rng.noise(shape)
-    raise TypeError(
-        "rng: expected None, a numpy.random.Generator, a torch.Generator, a cupy random "
-        f"generator or a juliarng stream, got {type(rng).__name__}"
-    )
+def normal_like(like: Any, rng: Any = None) -> Any:
+    """Standard normal draws with the shape, kind, dtype and device of the array ``like``."""
+    backend = get_backend(like)
+    return backend.standard_normal(tuple(like.shape), rng=rng, dtype=like.dtype, device=backend.device(like))
 
 
-def _foreign_permutation(rng: Any, n: int) -> Any:
-    if isinstance(rng, np.random.Generator):
-        return rng.permutation(n).astype(np.int64)
-    if is_julia_stream(rng):
-        from ..random import juliarng
+def permutation_like(n: int, like: Any, rng: Any = None, seed: int | None = None) -> Any:
+    """A random permutation of ``0..n-1`` as an index array of ``like``'s kind and device.
 
-        return np.asarray(juliarng.shuffle(rng, range(n)), dtype=np.int64)
-    if is_torch_generator(rng):
-        import torch
+    With ``seed`` set it is Julia's ``shuffle(MersenneTwister(seed), 1:n)`` (0-based),
+    whatever ``rng`` is.
+    """
+    backend = get_backend(like)
+    return backend.permutation(n, rng=rng, seed=seed, device=backend.device(like))
 
-        return torch.randperm(n, generator=rng, device=rng.device)
-    if type(rng).__module__.startswith("cupy") and hasattr(rng, "permutation"):
-        return rng.permutation(n).astype("int64")
-    if hasattr(rng, "noise") and hasattr(rng, "permutation"):  # a stream of given draws
-        return rng.permutation(n)
-    raise TypeError(
-        "rng: expected None, a numpy.random.Generator, a torch.Generator, a cupy random "
-        f"generator or a juliarng stream, got {type(rng).__name__}"
-    )
+
+def shuffle_rows(z: Any, rng: Any = None, seed: int | None = None) -> Any:
+    """``z`` with its rows (samples) permuted: ``z[perm]``.
+
+    A stream that shuffles codes itself (one with a ``shuffle_rows(z)`` method, such as
+    the distributed stream that permutes across processes) does so unless ``seed`` is set.
+    """
+    if seed is None and rng is not None and hasattr(rng, "shuffle_rows"):
+        return rng.shuffle_rows(z)
+    return z[permutation_like(z.shape[0], z, rng=rng, seed=seed)]
 
 
 # ----------------------------------------------------------------------------------

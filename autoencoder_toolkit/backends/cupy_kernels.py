@@ -28,17 +28,28 @@ Each term has an analytic backward kernel (the ``*_backward`` functions), used b
 :mod:`autoencoder_toolkit.backends.torch_bridge` to put these kernels into torch's
 autograd. Kernels launch on CuPy's current stream.
 
-This module imports CuPy; the package imports it only when CuPy arrays reach a pure
-function (see :mod:`.dispatch`) or when training asks for ``kernels="cupy"``.
+CuPy itself is imported when a kernel first runs (or :func:`supports` meets a CuPy
+array), so this module loads on machines without CuPy; :mod:`.dispatch` routes CuPy
+arrays here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import cupy
+from ..constants import EPS_FLOAT32, LOG2PI
 
-from ..densities import EPS_FLOAT32, LOG2PI
+
+class _Cupy:
+    """The ``cupy`` module, imported on first use (CuPy is optional)."""
+
+    def __getattr__(self, name: str) -> Any:
+        import cupy as module
+
+        return getattr(module, name)
+
+
+cupy = _Cupy()
 
 __all__ = [
     "supports",
@@ -319,7 +330,7 @@ def _function(name: str, dtype: Any) -> Any:
 def supports(*arrays: Any) -> bool:
     """Whether the fused kernels take these arrays: CuPy, one dtype (float32/float64), non-empty."""
     first = arrays[0]
-    if not isinstance(first, cupy.ndarray) or first.dtype.name not in _CTYPES or first.size == 0:
+    if type(first).__module__.split(".")[0] != "cupy" or not isinstance(first, cupy.ndarray) or first.dtype.name not in _CTYPES or first.size == 0:
         return False
     for a in arrays[1:]:
         if a is None:

@@ -1,49 +1,41 @@
 """The fused CuPy kernels inside torch's autograd, for training on CUDA with ``kernels="cupy"``.
 
-Each term of :mod:`.cupy_kernels` is wrapped in a ``torch.autograd.Function``: the
+Each formula of :mod:`.cupy_kernels` is wrapped in a ``torch.autograd.Function``: the
 forward pass hands the CUDA tensors to CuPy (a view of the same device memory, no copy),
 runs the fused kernel on torch's current stream and hands the result back through DLPack;
-the backward pass runs the term's analytic backward kernel the same way. Both work in float32 and float64 (the
-tests check the gradients with ``torch.autograd.gradcheck`` in float64).
+the backward pass runs the formula's analytic backward kernel the same way. Both work in
+float32 and float64 (the tests check the gradients with ``torch.autograd.gradcheck`` in
+float64).
 
-Tensor-level functions (CUDA tensors of one floating dtype):
-:func:`bernoulli_loglikelihood`, :func:`gaussian_loglikelihood`, :func:`gaussian_kl`,
-:func:`reparameterize`, :func:`mutual_info_bound`.
-
-Model-level functions with the signatures the losses use:
-:func:`decoder_loglikelihood`, :func:`encoder_kl`, :func:`encoder_reparameterize`. They
-take the fused path for this package's Gaussian-log, Gaussian and Bernoulli encoders
-and decoders, and otherwise (a categorical decoder, a user subclass that overrides the
-formula, CPU tensors) call the generic function, so routing a loss through them never
-changes its value beyond float32 rounding.
-
-Training uses them through ``kernels="cupy"`` in :func:`autoencoder_toolkit.vaes.loss`,
-:func:`autoencoder_toolkit.vaes.train_`, :func:`autoencoder_toolkit.infomaxvaes.infomaxloss`,
-:func:`~autoencoder_toolkit.infomaxvaes.miloss` and
-:func:`~autoencoder_toolkit.infomaxvaes.train_`; :func:`kernel_functions` validates
-the choice and returns the functions to use.
+Importing this module registers these functions with :mod:`.dispatch` for CUDA tensors;
+the formulas of :mod:`autoencoder_toolkit.densities` then use them inside
+:func:`fused_kernels_for` (what a loss or ``train_`` called with ``kernels="cupy"`` opens),
+whatever distribution or model calls the formula. Everywhere else, and for CPU tensors,
+the generic torch code runs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Iterator
 
 import torch
 
+from . import cupy_kernels, dispatch
+from .cupy_backend import cuda_unavailable_reason
+
 __all__ = [
     "KERNEL_CHOICES",
-    "KernelFunctions",
-    "kernel_functions",
     "check_kernels",
+    "fused_kernels_for",
+    "supports",
     "bernoulli_loglikelihood",
     "gaussian_loglikelihood",
     "gaussian_kl",
     "reparameterize",
     "mutual_info_bound",
-    "decoder_loglikelihood",
-    "encoder_kl",
-    "encoder_reparameterize",
 ]
 
 #: Accepted values of the ``kernels`` keyword of the losses and training steps.
@@ -51,12 +43,10 @@ KERNEL_CHOICES = (None, "cupy")
 
 
 def _kernels() -> Any:
-    from . import cupy_kernels
-
     return cupy_kernels
 
 
-def _fusable(*tensors: Any) -> bool:
+def supports(*tensors: Any) -> bool:
     """CUDA tensors of one float dtype (float32/float64), all on one device, non-empty."""
     first = tensors[0]
     if not isinstance(first, torch.Tensor) or not first.is_cuda or first.dtype not in (torch.float32, torch.float64):
@@ -72,7 +62,7 @@ def _fusable(*tensors: Any) -> bool:
 
 
 def _require(*tensors: Any) -> None:
-    if not _fusable(*tensors):
+    if not supports(*tensors):
         kinds = ", ".join(
             f"{t.dtype} on {t.device}" if isinstance(t, torch.Tensor) else type(t).__name__
             for t in tensors if t is not None
@@ -253,7 +243,7 @@ def _check_same_shape(**named: torch.Tensor) -> None:
             raise ValueError(f"{name}: expected the shape of {first_name} {tuple(first.shape)}, got {tuple(t.shape)}")
 
 
-def bernoulli_loglikelihood(x: torch.Tensor, p: torch.Tensor, *, batched: bool = True) -> torch.Tensor:
+def bernoulli_loglikelihood(x: torch.Tensor, p: torch.Tensor, batched: bool = True) -> torch.Tensor:
     """Fused ``Σ x log(p+ε) + (1−x) log(1−p+ε)`` per sample, differentiable in ``x`` and ``p``."""
     _require(x, p)
     _check_same_shape(p=p, x=x)
@@ -271,11 +261,11 @@ def gaussian_loglikelihood(x: torch.Tensor, μ: torch.Tensor, scale: torch.Tenso
     return _GaussianLL.apply(x, μ, scale, kind, float(σ), batched)
 
 
-def gaussian_kl(μ: torch.Tensor, scale: torch.Tensor, *, log: bool = True) -> torch.Tensor:
+def gaussian_kl(μ: torch.Tensor, scale: torch.Tensor, *, log: bool = True, batched: bool | None = None) -> torch.Tensor:
     """Fused KL of ``N(μ, σ²)`` to ``N(0, I)`` per sample (``scale`` is ``logσ`` when ``log``)."""
     _require(μ, scale)
     _check_same_shape(μ=μ, scale=scale)
-    return _GaussianKL.apply(μ, scale, bool(log), μ.ndim >= 2)
+    return _GaussianKL.apply(μ, scale, bool(log), μ.ndim >= 2 if batched is None else bool(batched))
 
 
 def reparameterize(μ: torch.Tensor, scale: torch.Tensor, noise: torch.Tensor, *, log: bool = True) -> torch.Tensor:
@@ -293,80 +283,8 @@ def mutual_info_bound(g_joint: torch.Tensor, g_shuffled: torch.Tensor) -> torch.
 
 
 # ----------------------------------------------------------------------------------
-# Model-level functions (the losses' signatures)
+# The choice made by the losses and training steps
 # ----------------------------------------------------------------------------------
-
-def decoder_loglikelihood(x: Any, z: Any, decoder: Any, decoder_output: Any, index: int | None = None,
-                          **kwargs: Any) -> Any:
-    """:func:`autoencoder_toolkit.decoders.decoder_loglikelihood` through the fused kernels where possible."""
-    from ..models import decoders as D
-
-    kind_of = type(decoder).loglikelihood if isinstance(decoder, D.AbstractVariationalDecoder) else None
-    if index is None and not kwargs and isinstance(z, torch.Tensor):
-        batched = z.ndim >= 2
-        if kind_of is D.BernoulliDecoder.loglikelihood and _fusable(x, decoder_output.p):
-            _check_same_shape(p=decoder_output.p, x=x)
-            return _BernoulliLL.apply(x, decoder_output.p, batched)
-        if kind_of is D.SimpleGaussianDecoder.loglikelihood and _fusable(x, decoder_output.μ):
-            _check_same_shape(μ=decoder_output.μ, x=x)
-            return _GaussianLL.apply(x, decoder_output.μ, None, "fixed", 1.0, batched)
-        if kind_of is D.AbstractGaussianLogDecoder.loglikelihood and _fusable(x, *decoder_output):
-            _check_same_shape(μ=decoder_output.μ, x=x, logσ=decoder_output.logσ)
-            return _GaussianLL.apply(x, decoder_output.μ, decoder_output.logσ, "log", 1.0, batched)
-        if kind_of is D.AbstractGaussianLinearDecoder.loglikelihood and _fusable(x, *decoder_output):
-            _check_same_shape(μ=decoder_output.μ, x=x, σ=decoder_output.σ)
-            return _GaussianLL.apply(x, decoder_output.μ, decoder_output.σ, "linear", 1.0, batched)
-    return D.decoder_loglikelihood(x, z, decoder, decoder_output, index=index, **kwargs)
-
-
-def encoder_kl(encoder: Any, encoder_output: Any) -> Any:
-    """:func:`autoencoder_toolkit.encoders.encoder_kl` through the fused kernels where possible."""
-    from ..models import encoders as E
-
-    kl_of = type(encoder).kl if isinstance(encoder, E.AbstractVariationalEncoder) else None
-    if kl_of is E.AbstractGaussianLogEncoder.kl and _fusable(*encoder_output):
-        μ, logσ = encoder_output
-        _check_same_shape(μ=μ, logσ=logσ)
-        return _GaussianKL.apply(μ, logσ, True, μ.ndim >= 2)
-    if kl_of is E.AbstractGaussianLinearEncoder.kl and _fusable(*encoder_output):
-        μ, σ = encoder_output
-        _check_same_shape(μ=μ, σ=σ)
-        return _GaussianKL.apply(μ, σ, False, μ.ndim >= 2)
-    return E.encoder_kl(encoder, encoder_output)
-
-
-def encoder_reparameterize(encoder: Any, encoder_output: Any, rng: Any = None) -> Any:
-    """``encoder.reparameterize(encoder_output, rng=rng)`` through the fused kernel where possible.
-
-    The noise is drawn exactly as the generic path draws it (same ``rng`` use).
-    """
-    from ..random import draws as _random
-    from ..models import encoders as E
-
-    rep_of = type(encoder).reparameterize if isinstance(encoder, E.AbstractVariationalEncoder) else None
-    log = {E.AbstractGaussianLogEncoder.reparameterize: True,
-           E.AbstractGaussianLinearEncoder.reparameterize: False}.get(rep_of)
-    if log is not None and _fusable(*encoder_output):
-        μ, scale = encoder_output
-        noise = _random.normal_like(μ, rng)
-        if _fusable(μ, scale, noise) and tuple(μ.shape) == tuple(scale.shape) == tuple(noise.shape):
-            return _Reparameterize.apply(μ, scale, noise.detach(), log)
-        return μ + noise.detach() * (torch.exp(scale) if log else scale)
-    return encoder.reparameterize(encoder_output, rng=rng)
-
-
-# ----------------------------------------------------------------------------------
-# The choice made by the losses
-# ----------------------------------------------------------------------------------
-
-class KernelFunctions(NamedTuple):
-    """The functions a loss uses for its per-sample terms."""
-
-    loglikelihood: Callable
-    kl: Callable
-    reparameterize: Callable
-    bound: Callable
-
 
 def check_kernels(kernels: Any, *tensors: torch.Tensor) -> None:
     """Validate ``kernels`` (``None`` or ``"cupy"``) against the tensors a loss will see.
@@ -388,38 +306,22 @@ def check_kernels(kernels: Any, *tensors: torch.Tensor) -> None:
                 f"kernels='cupy' runs CUDA kernels, but the data are on {t.device}; move the model and the "
                 "data to a CUDA device (model.to('cuda')) or leave kernels=None"
             )
-    from .cupy_backend import cuda_unavailable_reason
-
     why = cuda_unavailable_reason()
     if why is not None:
         raise ImportError(f"kernels='cupy' needs CuPy and a CUDA device: {why}. "
                           "Install it with: pip install 'autoencoder-toolkit[cuda]'")
 
 
-def kernel_functions(kernels: Any, *tensors: torch.Tensor, reconstruction_loglikelihood: Callable | None = None,
-                     kl_divergence: Callable | None = None) -> KernelFunctions:
-    """The per-sample functions for ``kernels`` after :func:`check_kernels`.
+def fused_kernels_for(kernels: Any, *tensors: torch.Tensor) -> contextlib.AbstractContextManager:
+    """The context in which a loss or step runs for ``kernels``, after :func:`check_kernels`.
 
-    The package's default ``decoder_loglikelihood`` and ``encoder_kl`` are replaced by
-    their fused versions; functions the caller supplied are kept as they are.
+    ``None``: a null context (torch's own operations). ``"cupy"``: inside it, the formulas
+    take CUDA tensors to the fused kernels through autograd.
     """
-    from ..models import decoders, encoders
-    from .. import densities
-
     check_kernels(kernels, *tensors)
-    ll = reconstruction_loglikelihood if reconstruction_loglikelihood is not None else decoders.decoder_loglikelihood
-    kl = kl_divergence if kl_divergence is not None else encoders.encoder_kl
     if kernels is None:
-        return KernelFunctions(ll, kl, lambda enc, out, rng: enc.reparameterize(out, rng=rng),
-                               densities.mutual_info_bound)
-    if ll is decoders.decoder_loglikelihood:
-        ll = decoder_loglikelihood
-    if kl is encoders.encoder_kl:
-        kl = encoder_kl
+        return contextlib.nullcontext()
+    return dispatch.use_fused_kernels("torch", True)
 
-    def bound(g_joint: Any, g_shuffled: Any) -> Any:
-        if _fusable(g_joint, g_shuffled) and tuple(g_joint.shape) == tuple(g_shuffled.shape):
-            return _MutualInfoBound.apply(g_joint, g_shuffled)
-        return densities.mutual_info_bound(g_joint, g_shuffled)
 
-    return KernelFunctions(ll, kl, encoder_reparameterize, bound)
+dispatch.register_kernels("torch", sys.modules[__name__])

@@ -37,7 +37,6 @@ at a time.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import importlib.util
 import io
@@ -45,7 +44,6 @@ import math
 import os
 import re
 import struct
-import tempfile
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -55,6 +53,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
+
+from ..io.files import atomic_write_bytes
 
 __all__ = [
     "DATASETS",
@@ -171,23 +171,8 @@ def cache_dir() -> Path:
 
 
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` in ``.npy`` format via a temporary file and ``os.replace``.
-
-    Readers therefore see either the old file, no file, or the complete new file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a cache may be shared read-only
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write ``array`` to ``path`` in ``.npy`` format atomically (readers see no file, or a whole one)."""
+    atomic_write_bytes(path, lambda f: np.save(f, array, allow_pickle=False))
 
 
 # ---------------------------------------------------------------------------

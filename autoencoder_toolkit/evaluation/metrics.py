@@ -16,11 +16,19 @@ per input are ``(S, N, L)``.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
+import torch
 
-from ..data.datasets import _as_numpy, check_finite, train_test_split
+from ..data.datasets import _as_numpy, check_finite, read_batch, train_test_split
+from ..densities import mutual_info_bound
+from ..models.decoders import decoder_loglikelihood
+from ..models.encoders import AbstractVariationalEncoder, encoder_kl
+from ..models.infomaxvaes import InfoMaxVAE, MutualInfoChain
+from ..models.layers import Chain, Dense, Flatten
+from ..models.mmdvaes import MMDVAE
+from ..models.vaes import VAE
 
 __all__ = [
     "ActiveUnits",
@@ -33,6 +41,7 @@ __all__ = [
     "MutualInfoEstimate",
     "ModelReport",
     "encode_data",
+    "encode_batches",
     "elbo_terms",
     "mutual_info_estimate",
     "model_active_units",
@@ -376,9 +385,6 @@ class MutualInfoEstimate(NamedTuple):
 
 
 def _vae_of(model: Any) -> Any:
-    from ..models.infomaxvaes import InfoMaxVAE
-    from ..models.vaes import VAE
-
     if isinstance(model, InfoMaxVAE):
         return model.vae
     if isinstance(model, VAE):
@@ -402,9 +408,6 @@ def _n_rows(x: Any, name: str) -> int:
 
 def _data_batches(x: Any, batch_size: int, device: Any) -> Any:
     """Yield ``(start, tensor)`` for consecutive batches of ``x`` (NumPy, memory map or tensor)."""
-    import torch
-
-    from ..data.datasets import read_batch
 
     n = int(x.shape[0])
     for start in range(0, n, batch_size):
@@ -423,27 +426,35 @@ def _data_batches(x: Any, batch_size: int, device: Any) -> Any:
 def _device_of(module: Any) -> Any:
     for p in module.parameters():
         return p.device
-    import torch
-
     return torch.device("cpu")
 
 
 def _rng_or_default(rng: Any, seed: int) -> Any:
-    import torch
-
     if rng is None:
         return torch.Generator().manual_seed(int(seed))
     return rng
 
 
-def _sigma_of(encoder_output: Any) -> Any:
-    import torch
+def encode_batches(model: Any, x: Any, *, batch_size: int = 1024) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    r"""``(start, μ, σ)`` for consecutive batches of ``x``: the latent means and spreads, ``float32``.
 
-    if hasattr(encoder_output, "logσ"):
-        return torch.exp(encoder_output.logσ)
-    if hasattr(encoder_output, "σ"):
-        return encoder_output.σ
-    raise TypeError(f"encoder: expected Gaussian outputs (μ, logσ) or (μ, σ), got {type(encoder_output).__name__}")
+    ``model`` is an ``InfoMaxVAE``, a ``VAE`` or a Gaussian encoder; ``x`` is
+    ``(N, *sample_shape)`` (NumPy array, memory map or tensor), read one batch at a time.
+    The encoder runs in evaluation mode without gradient (its mode is restored after).
+    """
+    encoder = model if isinstance(model, AbstractVariationalEncoder) else _vae_of(model).encoder
+    bs = _check_batch_size(batch_size)
+    _n_rows(x, "x")
+    device = _device_of(encoder)
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        with torch.no_grad():
+            for start, xb in _data_batches(x, bs, device):
+                out = encoder.distribution(encoder(xb))
+                yield start, out.μ.float().cpu().numpy(), out.σ.float().cpu().numpy()
+    finally:
+        encoder.train(was_training)
 
 
 def encode_data(model: Any, x: Any, *, batch_size: int = 1024) -> EncodedCodes:
@@ -461,28 +472,10 @@ def encode_data(model: Any, x: Any, *, batch_size: int = 1024) -> EncodedCodes:
     EncodedCodes
         ``mu`` and ``sigma``, each ``(N, L)`` ``float32``.
     """
-    import torch
-
-    from ..models.encoders import AbstractVariationalEncoder
-
-    encoder = model if isinstance(model, AbstractVariationalEncoder) else _vae_of(model).encoder
-    bs = _check_batch_size(batch_size)
-    n = _n_rows(x, "x")
-    device = _device_of(encoder)
-    mus, sigmas = [], []
-    was_training = encoder.training
-    encoder.eval()
-    try:
-        with torch.no_grad():
-            for _, xb in _data_batches(x, bs, device):
-                out = encoder(xb)
-                mus.append(out.μ.float().cpu().numpy())
-                sigmas.append(_sigma_of(out).float().cpu().numpy())
-    finally:
-        encoder.train(was_training)
-    if not mus:
-        raise ValueError(f"x: expected at least one sample, got {n}")
-    return EncodedCodes(np.concatenate(mus), np.concatenate(sigmas))
+    batches = list(encode_batches(model, x, batch_size=batch_size))
+    if not batches:
+        raise ValueError(f"x: expected at least one sample, got {_n_rows(x, 'x')}")
+    return EncodedCodes(np.concatenate([b[1] for b in batches]), np.concatenate([b[2] for b in batches]))
 
 
 def elbo_terms(model: Any, x: Any, *, batch_size: int = 1024, rng: Any = None, seed: int = 0) -> ELBOTerms:
@@ -498,10 +491,6 @@ def elbo_terms(model: Any, x: Any, *, batch_size: int = 1024, rng: Any = None, s
     ``elbo = reconstruction - kl``. ``rng`` (a ``torch.Generator``; default one seeded
     with ``seed``) gives the noise.
     """
-    import torch
-
-    from ..models.decoders import decoder_loglikelihood
-    from ..models.encoders import encoder_kl
 
     vae = _vae_of(model)
     bs = _check_batch_size(batch_size)
@@ -542,9 +531,6 @@ def mutual_info_estimate(model: Any, x: Any, *, n_shuffles: int = 10, batch_size
     ``model`` is an ``InfoMaxVAE``; ``rng`` a ``torch.Generator`` (default: one seeded
     with ``seed``) for the codes and the permutations; ``N >= 2``.
     """
-    import torch
-
-    from ..models.infomaxvaes import InfoMaxVAE
 
     if not isinstance(model, InfoMaxVAE):
         raise TypeError(f"model: expected an InfoMaxVAE (a model with a critic), got {type(model).__name__}")
@@ -601,7 +587,6 @@ def model_active_units_sampled(model: Any, x: Any, threshold: float = 0.05, *, n
     at least ``threshold`` (default 0.05, with ``S = 20``), as in
     :func:`active_units_sampled` (computed batch by batch, without storing the draws).
     """
-    import torch
 
     if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < 1:
         raise ValueError(f"n_draws: expected a positive integer, got {n_draws!r}")
@@ -698,9 +683,6 @@ def evaluate_model(model: Any, x: Any, labels: Any = None, *, x_train: Any = Non
     split of ``x`` (:func:`latent_classification_accuracy`). Every random draw comes
     from generators seeded with ``seed``.
     """
-    import torch
-
-    from ..models.infomaxvaes import InfoMaxVAE
 
     vae = _vae_of(model)
     n = _n_rows(x, "x")
@@ -769,7 +751,6 @@ def _derangement(n: int, gen: Any) -> Any:
     ``pi[order[i]] = order[i + 1]`` (cyclically) for a uniformly random ``order``, so every
     input is paired with the code of another input.
     """
-    import torch
 
     order = torch.randperm(n, generator=gen)
     pi = torch.empty_like(order)
@@ -779,10 +760,6 @@ def _derangement(n: int, gen: Any) -> Any:
 
 def _encoder_of(model: Any) -> Any:
     """The variational encoder of an encoder, a ``VAE``, an ``InfoMaxVAE`` or an ``MMDVAE``."""
-    from ..models.encoders import AbstractVariationalEncoder
-    from ..models.infomaxvaes import InfoMaxVAE
-    from ..models.mmdvaes import MMDVAE
-    from ..models.vaes import VAE
 
     if isinstance(model, AbstractVariationalEncoder):
         return model
@@ -822,9 +799,6 @@ def _hidden_sizes(hidden: Any, name: str) -> list[int]:
 
 def _read_rows(x: Any, rows: Any, device: Any) -> Any:
     """Rows ``x[rows]`` (a slice or a sorted index array) as a float32 tensor on ``device``."""
-    import torch
-
-    from ..data.datasets import read_batch
 
     if isinstance(x, torch.Tensor):
         index = rows if isinstance(rows, slice) else torch.as_tensor(rows, device=x.device)
@@ -837,8 +811,6 @@ def _read_rows(x: Any, rows: Any, device: Any) -> Any:
 
 def _default_critic(sample_shape: tuple[int, ...], latent_dim: int, hidden: list[int]) -> Any:
     """The InfoMax-VAE authors' critic: ``mlp([flatten(x); z])`` with ReLU hidden layers, one output."""
-    from ..models.infomaxvaes import MutualInfoChain
-    from ..models.layers import Chain, Dense, Flatten
 
     n_in = int(np.prod(sample_shape))
     sizes = [n_in + latent_dim, *hidden]
@@ -906,10 +878,6 @@ def fresh_critic_mutual_info(model: Any, x_train: Any, x_test: Any, *, critic: A
     FloatingPointError
         When the critic's bound becomes NaN or infinite during training.
     """
-    import torch
-
-    from ..densities import mutual_info_bound
-    from ..models.infomaxvaes import MutualInfoChain
 
     encoder = _encoder_of(model)
     steps = _positive_count(steps, "steps")
@@ -1019,7 +987,6 @@ def sampled_code_classifier_accuracy(train_mu: Any, train_sigma: Any, train_labe
     seed:
         Seeds the initial weights, the batch order and every draw.
     """
-    import torch
 
     mu_tr = _codes_array(train_mu, "train_mu", 2)
     mu_te = _codes_array(test_mu, "test_mu", 2)

@@ -20,6 +20,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..io.files import atomic_write_bytes
+
 __all__ = ["plot_losses", "plot_mutual_info", "plot_latent", "pca_2d"]
 
 
@@ -34,8 +36,6 @@ def _figure(n_panels: int = 1, width: float = 6.0, height: float = 4.0) -> tuple
 
 
 def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
-    from ..training.checkpoints import atomic_write_bytes
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return atomic_write_bytes(path, buf.getvalue())

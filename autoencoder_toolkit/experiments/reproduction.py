@@ -43,7 +43,6 @@ the Markdown table.
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import sys
@@ -53,6 +52,24 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+import sklearn
+import torch
+import torch.nn as nn
+
+from .. import __version__
+from ..data.datasets import load_dataset
+from ..data.splits import DataSplit
+from ..evaluation import metrics as M
+from ..evaluation.plots import _save, pca_2d
+from ..io.files import atomic_write_bytes
+from ..models.decoders import BernoulliDecoder
+from ..models.encoders import JointGaussianLogEncoder
+from ..models.infomaxvaes import InfoMaxVAE, MutualInfoChain
+from ..models.layers import Chain, Dense, Flatten, Reshape
+from ..models.mmdvaes import MMDVAE
+from ..models.architecture import save_model
+from ..outputs import OptimizerPair
+from ..training.loop import TrainingState, fit
 
 __all__ = [
     "MODELS",
@@ -65,6 +82,8 @@ __all__ = [
     "AUTHORS_CONV_CHANNELS",
     "Settings",
     "settings_for",
+    "prepare_output",
+    "OutputError",
     "mlp_vae",
     "conv_vae",
     "critic",
@@ -210,10 +229,6 @@ def mlp_vae(latent_dim: int, *, n_input: int = 784, encoder_hidden: Sequence[int
     Decoder: ``Dense`` layers with ReLU through ``decoder_hidden``, then a sigmoid layer to
     ``n_input`` probabilities.
     """
-    from ..models.decoders import BernoulliDecoder
-    from ..models.encoders import JointGaussianLogEncoder
-    from ..models.layers import Chain, Dense
-
     enc_sizes = [int(n_input), *map(int, encoder_hidden)]
     trunk = Chain(*[Dense(a, b, "relu") for a, b in zip(enc_sizes[:-1], enc_sizes[1:])])
     encoder = JointGaussianLogEncoder(trunk, Dense(enc_sizes[-1], latent_dim, "identity"),
@@ -235,12 +250,6 @@ def conv_vae(latent_dim: int, *, channels: Sequence[int] = AUTHORS_CONV_CHANNELS
     convolution), then ``ConvTranspose2d`` layers 1 → 2 → 4 → 7 → 14 → 28 pixels with
     ReLU, and a sigmoid.
     """
-    import torch.nn as nn
-
-    from ..models.decoders import BernoulliDecoder
-    from ..models.encoders import JointGaussianLogEncoder
-    from ..models.layers import Chain, Dense, Flatten, Reshape
-
     c1, c2, c3, c4 = (int(c) for c in channels)
     trunk = Chain(
         nn.Conv2d(in_channels, c1, 4, stride=2, padding=1), nn.ReLU(),
@@ -268,9 +277,6 @@ def critic(n_input: int, latent_dim: int, hidden: Sequence[int] = AUTHORS_CRITIC
     ``Chain``), so the MLP (ReLU hidden layers ``hidden``, one linear output) sees the raw
     pixels next to the code, as the authors' discriminator does.
     """
-    from ..models.infomaxvaes import MutualInfoChain
-    from ..models.layers import Chain, Dense, Flatten
-
     sizes = [int(n_input) + int(latent_dim), *map(int, hidden)]
     layers = [Dense(a, b, "relu") for a, b in zip(sizes[:-1], sizes[1:])]
     return MutualInfoChain(Flatten(), Chain(), Chain(*layers, Dense(sizes[-1], 1, "identity")))
@@ -278,11 +284,6 @@ def critic(n_input: int, latent_dim: int, hidden: Sequence[int] = AUTHORS_CRITIC
 
 def build_model(kind: str, s: Settings, seed: int) -> Any:
     """A freshly initialised model of ``kind`` (see :data:`MODELS`); ``torch.manual_seed(seed)`` first."""
-    import torch
-
-    from ..models.infomaxvaes import InfoMaxVAE
-    from ..models.mmdvaes import MMDVAE
-
     if kind not in MODELS:
         raise ValueError(f"kind: expected one of {', '.join(MODELS)}, got {kind!r}")
     torch.manual_seed(int(seed))
@@ -330,8 +331,6 @@ def load_data(s: Settings) -> Data:
     Subsets (``n_train``, ``n_test``) are seeded random draws without replacement, kept
     in their original order.
     """
-    from ..data.datasets import load_dataset
-
     key = (s.dataset, s.architecture, s.n_train, s.n_test)
     if key not in _DATA_CACHE:
         flatten = s.architecture == "mlp"
@@ -346,8 +345,6 @@ def load_data(s: Settings) -> Data:
 
 def dataset_available(name: str) -> str | None:
     """``None`` when data set ``name`` loads here, else the reason (one line)."""
-    from ..data.datasets import load_dataset
-
     try:
         load_dataset(name, split="test")
     except (FileNotFoundError, ModuleNotFoundError, OSError) as err:
@@ -360,10 +357,6 @@ def dataset_available(name: str) -> str | None:
 # ----------------------------------------------------------------------------------
 
 def _optimizers(kind: str, model: Any, s: Settings) -> Any:
-    import torch
-
-    from ..outputs import OptimizerPair
-
     if kind == "infomax-vae":
         return OptimizerPair(torch.optim.Adam(model.vae.parameters(), lr=s.lr),
                              torch.optim.Adam(model.mi.parameters(), lr=s.critic_lr))
@@ -372,59 +365,41 @@ def _optimizers(kind: str, model: Any, s: Settings) -> Any:
 
 def train_model(kind: str, model: Any, x: np.ndarray, s: Settings, *, seed: int, device: Any = "cpu",
                 progress: Callable[[str], None] | None = None) -> list[dict[str, float]]:
-    """Train ``model`` in place for ``s.epochs`` epochs with the package's one-step functions.
+    """Train ``model`` in place for ``s.epochs`` epochs with the package's training loop.
 
-    Each epoch visits a fresh permutation of ``x`` (a NumPy generator seeded by ``seed``)
-    in batches of ``s.batch_size`` (the last partial batch is skipped); the noise, prior
-    draws and critic shuffles come from a ``torch.Generator`` seeded by ``seed``. The step
-    is ``vaes.train_`` (β), ``mmdvaes.train_`` (α, λ, ``n_latent_samples = batch_size``)
-    or ``infomaxvaes.train_`` (α, β; ``fused=s.fused``). Returns one record per epoch:
-    ``epoch``, ``loss`` (mean over the epoch's batches), ``critic_loss`` (InfoMax-VAE) and
-    ``seconds``. Raises ``FloatingPointError`` when a loss becomes NaN or infinite.
+    :func:`autoencoder_toolkit.training.fit` visits a fresh permutation of ``x`` each
+    epoch (a NumPy generator seeded by ``seed``) in batches of ``s.batch_size`` (the last
+    partial batch is skipped); the noise, prior draws and critic shuffles come from a
+    ``torch.Generator`` seeded by ``seed``. The step is the model's ``train_``: the VAE's
+    (β), the MMD-VAE's (α, λ, ``n_latent_samples = batch_size``) or the InfoMax-VAE's (α,
+    β; ``fused=s.fused``), with the critic's own learning rate. Returns one record per
+    epoch: ``epoch``, ``loss`` (mean over the epoch's batches), ``critic_loss``
+    (InfoMax-VAE) and ``seconds``. Raises ``FloatingPointError`` when a loss becomes NaN
+    or infinite.
     """
-    import torch
-
-    from ..models import infomaxvaes, mmdvaes, vaes
-
-    gen = torch.Generator().manual_seed(int(seed))
-    order = np.random.default_rng([int(seed), 1])
     n, bs = int(x.shape[0]), int(s.batch_size)
     if bs > n:
         raise ValueError(f"batch_size: {bs} is larger than the {n} training samples")
     opt = _optimizers(kind, model, s)
     if kind in ("vae", "beta-vae"):
-        kwargs = {"β": s.beta if kind == "vae" else s.beta_vae}
-
-        def step(xb: Any) -> tuple[float, float]:
-            return vaes.train_(model, xb, opt, loss_kwargs=kwargs, loss_return=True, rng=gen), math.nan
+        kwargs: dict[str, Any] = {"β": s.beta if kind == "vae" else s.beta_vae}
     elif kind == "mmd-vae":
         kwargs = {"α": s.mmd_alpha, "λ": s.mmd_lambda, "n_latent_samples": bs}
-
-        def step(xb: Any) -> tuple[float, float]:
-            return mmdvaes.train_(model, xb, opt, loss_kwargs=kwargs, loss_return=True, rng=gen), math.nan
     else:
         kwargs = {"α": s.alpha, "β": s.beta}
 
-        def step(xb: Any) -> tuple[float, float]:
-            return infomaxvaes.train_(model, xb, opt, infomaxloss_kwargs=kwargs, loss_return=True, rng=gen,
-                                      fused=s.fused)
-    model.train()
-    history = []
-    for epoch in range(int(s.epochs)):
-        t0 = time.perf_counter()
-        perm = order.permutation(n)
-        losses = np.empty((n // bs, 2))
-        for b in range(n // bs):
-            idx = np.sort(perm[b * bs:(b + 1) * bs])
-            losses[b] = step(torch.from_numpy(x[idx]).to(device))
-        record = {"epoch": epoch + 1, "loss": float(losses[:, 0].mean()), "seconds": time.perf_counter() - t0}
-        if kind == "infomax-vae":
-            record["critic_loss"] = float(losses[:, 1].mean())
-        history.append(record)
+    def report(st: TrainingState) -> None:
         if progress is not None:
-            extra = f", critic loss {record['critic_loss']:.3f}" if "critic_loss" in record else ""
-            progress(f"epoch {epoch + 1}/{s.epochs}: loss {record['loss']:.3f}{extra} ({record['seconds']:.1f} s)")
-    return history
+            r = st.history[-1]
+            extra = f", critic loss {r['critic_loss']:.3f}" if "critic_loss" in r else ""
+            progress(f"epoch {r['epoch']}/{s.epochs}: loss {r['loss']:.3f}{extra} ({r['seconds']:.1f} s)")
+
+    model.train()
+    state = fit(model, DataSplit(x), opt, epochs=int(s.epochs), batch_size=bs, loss_kwargs=kwargs,
+                state=TrainingState.fresh(seed), fused=s.fused and kind == "infomax-vae", on_epoch_end=report,
+                progress=False)
+    keys = ("epoch", "loss", "critic_loss", "seconds")
+    return [{k: h[k] for k in keys if k in h} for h in state.history]
 
 
 # ----------------------------------------------------------------------------------
@@ -442,11 +417,6 @@ def evaluate_run(kind: str, model: Any, data: Data, s: Settings, *, seed: int) -
     ``reconstruction``, ``kl`` and ``elbo`` (nats per image, one sampled code each), and
     for the InfoMax-VAE ``own_critic_mi`` (its own critic, 10 shuffles).
     """
-    import torch
-
-    from ..evaluation import metrics as M
-    from ..models.infomaxvaes import InfoMaxVAE
-
     vae = model if kind in ("vae", "beta-vae") else model.vae
     model.eval()
     codes_tr = M.encode_data(vae, data.x_train)
@@ -495,8 +465,6 @@ def run_one(dataset: str, kind: str, seed: int, *, quick: bool = False, device: 
     ``<dataset>_<model>_seed<k>.safetensors`` (:func:`~autoencoder_toolkit.checkpoints.save_model`;
     ``load_model`` rebuilds it), named in the record's ``model_file``.
     """
-    import torch
-
     s = replace(settings_for(dataset, quick=quick), **dict(overrides or {}))
     data = load_data(s)
     dev = torch.device(device)
@@ -517,8 +485,6 @@ def run_one(dataset: str, kind: str, seed: int, *, quick: bool = False, device: 
         return record
     record["train_seconds"] = time.perf_counter() - t0
     if save_to is not None:
-        from ..training.checkpoints import save_model
-
         path = Path(save_to) / f"{dataset}_{kind}_seed{seed}.safetensors"
         save_model(model, path)
         record["model_file"] = str(path)
@@ -539,8 +505,6 @@ def run_one(dataset: str, kind: str, seed: int, *, quick: bool = False, device: 
 
 
 def _init_worker(threads: int) -> None:
-    import torch
-
     torch.set_num_threads(int(threads))
 
 
@@ -660,7 +624,6 @@ def plot_latent_grid(codes: Mapping[str, np.ndarray], labels: Mapping[str, np.nd
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from ..evaluation.plots import _save, pca_2d
 
     kinds = [k for k in MODELS if k in codes]
     fig = Figure(figsize=(3.2 * len(kinds) + 1.4, 3.4), dpi=80, layout="constrained")
@@ -699,7 +662,6 @@ def plot_metric_bars(records: Sequence[Mapping[str, Any]], dataset: str, path: A
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from ..evaluation.plots import _save
 
     panels = [(k, label) for k, label, _ in _COLUMNS if k != "kl"]
     fig = Figure(figsize=(2.5 * len(panels), 3.1), dpi=80, layout="constrained")
@@ -749,11 +711,6 @@ class Reproduction:
 
 
 def _versions() -> dict[str, str]:
-    import sklearn
-    import torch
-
-    from .. import __version__
-
     return {"autoencoder_toolkit": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "scikit-learn": sklearn.__version__, "python": platform.python_version()}
 
@@ -771,8 +728,6 @@ def _machine(threads: int, jobs: int, device: str) -> dict[str, Any]:
     info: dict[str, Any] = {"cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(),
                             "device": device, "threads_per_job": threads, "parallel_jobs": jobs}
     if device.startswith("cuda"):
-        import torch
-
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
 
@@ -800,9 +755,35 @@ def _json_default(obj: Any) -> Any:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from ..training.checkpoints import atomic_write_bytes
-
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+class OutputError(ValueError):
+    """An output folder that cannot take a reproduction; the message says why."""
+
+
+def prepare_output(out: Any, overwrite: bool) -> Path:
+    """The output folder of a reproduction: new, empty, or an earlier reproduction's (with ``overwrite``).
+
+    What an earlier reproduction wrote there is removed first, so that no stale figure or
+    model outlives it.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out: expected a folder, got the file '{out}'")
+    if out.is_dir() and any(out.iterdir()):
+        earlier = (out / "results.json").is_file() or (out / "runs.jsonl").is_file()
+        if not earlier:
+            raise OutputError(f"--out: '{out}' is not empty and holds no earlier reproduction (results.json); "
+                              "choose a new or empty folder")
+        if not overwrite:
+            raise OutputError(f"--out: '{out}' holds an earlier reproduction; give --overwrite to replace it, "
+                              "or choose another folder")
+        stale = [out / name for name in ("results.json", "table.md", "runs.jsonl", "latent_codes.npz")]
+        stale += sorted((out / "figures").glob("*.png")) + sorted((out / "models").glob("*.safetensors"))
+        for path in stale:
+            path.unlink(missing_ok=True)
+    return out
 
 
 def reproduce(out: Any, *, datasets: Sequence[str] = DATASET_NAMES, seeds: int = 3, quick: bool = False,
@@ -850,8 +831,6 @@ def reproduce(out: Any, *, datasets: Sequence[str] = DATASET_NAMES, seeds: int =
     FileNotFoundError, ModuleNotFoundError
         A requested data set is not installed (unless ``skip_missing``).
     """
-    import torch
-
     say = log or (lambda text: None)
     t_start = time.perf_counter()
     out = Path(out)

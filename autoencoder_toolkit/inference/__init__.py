@@ -1,7 +1,54 @@
-"""Frozen inference models: a trained model's forward pass on NumPy or CuPy, without torch."""
+r"""Frozen inference models: a trained model's forward pass on NumPy or CuPy, without torch.
 
-from .frozen import (ACTIVATIONS, FORMAT_VERSION, SUPPORTED_TORCH_LAYERS, FrozenInfoMaxVAE, FrozenModule,
-                     FrozenMutualInfoChain, FrozenVAE, get_backend, load, to_backend)
+``model.to_backend("numpy")`` (or :func:`autoencoder_toolkit.models.architecture.to_backend`)
+copies a trained :class:`~autoencoder_toolkit.vaes.VAE`,
+:class:`~autoencoder_toolkit.infomaxvaes.InfoMaxVAE`, MMD-VAE, encoder, decoder, critic or
+layer stack into a frozen model whose weights are arrays of the chosen backend
+(``"numpy"``, ``"cupy"``, or ``"torch"``), built from the model's architecture
+configuration and weights exactly as a model file is loaded. It runs what a deployed
+model runs (see :mod:`.models`) and always evaluates as torch's ``eval()`` mode does.
 
-__all__ = ["FORMAT_VERSION", "FrozenModule", "FrozenVAE", "FrozenInfoMaxVAE", "FrozenMutualInfoChain",
-           "to_backend", "load", "SUPPORTED_TORCH_LAYERS"]
+:func:`load` reads the one model file format (:mod:`autoencoder_toolkit.io.model_file`):
+a file written by ``save_model``, by :meth:`FrozenModule.save`, a checkpoint folder, or
+a run directory (its newest complete checkpoint), checked before anything is allocated.
+This package, and what it imports, never import torch: a process that only serves
+predictions needs NumPy (and CuPy for the GPU)::
+
+    from autoencoder_toolkit import inference
+
+    model = inference.load("runs/digits-infomax/", backend="numpy")
+    codes = model.encode(x).μ
+
+Supported layers: :data:`SUPPORTED_LAYERS`. Another layer, or a custom activation, is
+refused with an error naming it and its place in the model.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..backends import get_backend
+from ..backends.base import Backend
+from ..io.checkpoint import resolve_model_path
+from ..io.model_file import read_model
+from ..io.safetensors import to_numpy
+from .activations import ACTIVATIONS
+from .layers import SUPPORTED_LAYERS, FrozenModule, NotExportable, from_config
+from .models import FrozenInfoMaxVAE, FrozenMutualInfoChain, FrozenNetwork, FrozenVAE
+
+__all__ = ["FrozenModule", "FrozenNetwork", "FrozenVAE", "FrozenInfoMaxVAE", "FrozenMutualInfoChain",
+           "NotExportable", "from_config", "load", "ACTIVATIONS", "SUPPORTED_LAYERS", "get_backend"]
+
+
+def load(path: str | os.PathLike[str], backend: str | Backend = "numpy", *, device: Any = None) -> FrozenModule:
+    """Read a model file (or a checkpoint folder's, or a run directory's newest) onto ``backend``.
+
+    The file is checked before any tensor is read (:func:`autoencoder_toolkit.io.model_file.read_model`);
+    a damaged, foreign or mismatched file raises :class:`~autoencoder_toolkit.io.files.CheckpointError`,
+    a layer the frozen models cannot run :class:`NotExportable`.
+    """
+    p = resolve_model_path(path)
+    config, raw = read_model(p)
+    arrays = {name: to_numpy(r, f"model: '{p}': tensor {name!r}") for name, r in raw.items()}
+    return from_config(config, arrays, backend, device=device)

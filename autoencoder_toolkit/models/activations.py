@@ -30,12 +30,13 @@ another backend.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
 import torch
 import torch.nn.functional as F
+
+from ..inference.activations import ACTIVATIONS
 
 __all__ = ["Activation", "ActivationLike", "get_activation", "ACTIVATION_NAMES"]
 
@@ -51,7 +52,8 @@ class Activation:
     torch_fn:
         ``torch.Tensor -> torch.Tensor``.
     array_fn:
-        ``(xp, x) -> x`` written against an array-API namespace ``xp``; ``None`` for a
+        ``(xp, x) -> x`` written against an array-API namespace ``xp``
+        (:data:`autoencoder_toolkit.inference.activations.ACTIVATIONS`); ``None`` for a
         custom callable.
     """
 
@@ -62,16 +64,19 @@ class Activation:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.torch_fn(x)
 
+    def __reduce__(self) -> Any:
+        # a named activation pickles as its name (torch.save of a model), a custom one as itself
+        if self.name is not None:
+            return (get_activation, (self.name,))
+        return (Activation, (None, self.torch_fn, self.array_fn))
+
     def __repr__(self) -> str:
         return self.name if self.name is not None else f"custom({self.torch_fn!r})"
 
 
 ActivationLike = Union[str, Callable[..., Any], Activation, None]
 
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-
-
-def _identity(x):
+def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
@@ -83,71 +88,20 @@ def _gelu_tanh_torch(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")
 
 
-# --- array-API forms (NumPy, CuPy, torch through array-api-compat) -----------------
-
-def _a_relu(xp, x):
-    return xp.maximum(x, xp.zeros_like(x))
-
-
-def _a_tanh(xp, x):
-    return xp.tanh(x)
-
-
-def _a_sigmoid(xp, x):
-    # Split by sign so that exp never overflows.
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
-
-
-def _a_softplus(xp, x):
-    return xp.log1p(xp.exp(-xp.abs(x))) + xp.maximum(x, xp.zeros_like(x))
-
-
-def _a_elu(xp, x):
-    return xp.where(x > 0, x, xp.expm1(xp.minimum(x, xp.zeros_like(x))))
-
-
-def _a_gelu_tanh(xp, x):
-    return 0.5 * x * (1 + xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))
-
-
-def _a_gelu_erf(xp, x):
-    # The array API has no erf; use the backend's own where available.
-    erf = getattr(xp, "erf", None)
-    if erf is None:  # NumPy: math.erf vectorised through the ufunc-free path
-        import numpy as np
-
-        erf = np.vectorize(math.erf, otypes=[x.dtype])
-    return 0.5 * x * (1 + erf(x / math.sqrt(2.0)))
-
-
-def _a_silu(xp, x):
-    return x * _a_sigmoid(xp, x)
-
-
-def _a_leakyrelu(xp, x):
-    return xp.where(x > 0, x, 0.01 * x)
-
-
-def _a_softmax(xp, x):
-    m = xp.max(x, axis=-1, keepdims=True)
-    e = xp.exp(x - m)
-    return e / xp.sum(e, axis=-1, keepdims=True)
-
-
-_REGISTRY: dict[str, Activation] = {
-    "identity": Activation("identity", _identity, lambda xp, x: x),
-    "relu": Activation("relu", torch.relu, _a_relu),
-    "tanh": Activation("tanh", torch.tanh, _a_tanh),
-    "sigmoid": Activation("sigmoid", torch.sigmoid, _a_sigmoid),
-    "softplus": Activation("softplus", F.softplus, _a_softplus),
-    "elu": Activation("elu", F.elu, _a_elu),
-    "gelu": Activation("gelu", _gelu_tanh_torch, _a_gelu_tanh),
-    "gelu_erf": Activation("gelu_erf", F.gelu, _a_gelu_erf),
-    "silu": Activation("silu", F.silu, _a_silu),
-    "leakyrelu": Activation("leakyrelu", F.leaky_relu, _a_leakyrelu),
-    "softmax": Activation("softmax", _softmax_torch, _a_softmax),
+_TORCH_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "identity": _identity,
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "softplus": F.softplus,
+    "elu": F.elu,
+    "gelu": _gelu_tanh_torch,
+    "gelu_erf": F.gelu,
+    "silu": F.silu,
+    "leakyrelu": F.leaky_relu,
+    "softmax": _softmax_torch,
 }
+_REGISTRY: dict[str, Activation] = {name: Activation(name, fn, ACTIVATIONS[name]) for name, fn in _TORCH_FUNCTIONS.items()}
 
 #: Names accepted wherever an activation is expected.
 ACTIVATION_NAMES: tuple[str, ...] = tuple(_REGISTRY)

@@ -1,11 +1,17 @@
-"""Checks made once at the public boundary; the inner functions trust their inputs."""
+"""Checks made once at the public boundary; the inner functions trust their inputs.
+
+The public functions (the losses, ``train_``, the model methods that take user data,
+``fit``) convert and check their arguments with these helpers, with errors of the form
+``"arg: expected X, got Y"``. The models' ``forward`` methods and everything the public
+functions call do not check again.
+"""
 
 from __future__ import annotations
 
 import math
 import numbers
 import warnings
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -13,6 +19,13 @@ from torch import nn
 
 __all__ = [
     "as_model_input",
+    "check_keywords",
+    "same_kind",
+    "model_input",
+    "target_input",
+    "split_train_args",
+    "merge_alias",
+    "resolve_weight",
     "check_finite",
     "check_sample_shape",
     "check_weight",
@@ -72,6 +85,80 @@ def as_model_input(x: Any, name: str, device: torch.device, dtype: torch.dtype) 
     if t.device != device or t.dtype != dtype:
         t = t.to(device=device, dtype=dtype)
     return t
+
+
+def model_input(model: nn.Module, x: Any, name: str, *, finite: bool = True) -> torch.Tensor:
+    """``x`` converted to ``model``'s device and dtype and checked against its input shape."""
+    device, dtype = module_device_dtype(model)
+    t = as_model_input(x, name, device, dtype)
+    check_sample_shape(t, name, getattr(model, "input_shape", None))
+    if finite:
+        check_finite(t, name)
+    return t
+
+
+def target_input(vae: nn.Module, x_out: Any, x_in: torch.Tensor, name: str = "x_out", *,
+                 finite: bool = True) -> torch.Tensor:
+    """A reconstruction target ``x_out`` for the batch ``x_in``: the decoder's sample shape, the same batch."""
+    device, dtype = module_device_dtype(vae)
+    t = as_model_input(x_out, name, device, dtype)
+    out_shape = getattr(vae.decoder, "output_shape", None)
+    input_shape = getattr(vae, "input_shape", None)
+    batched_in = x_in.ndim >= 2 if input_shape is None else x_in.ndim == len(input_shape) + 1
+    if out_shape is not None:
+        check_sample_shape(t, name, out_shape)
+    if batched_in and (t.ndim == 0 or t.shape[0] != x_in.shape[0]):
+        raise ValueError(f"{name}: expected {x_in.shape[0]} samples like x_in, got shape {tuple(t.shape)}")
+    if finite:
+        check_finite(t, name)
+    return t
+
+
+def split_train_args(args: tuple, fname: str) -> tuple[Any, Any]:
+    """``(x_out, opt)`` from the positional arguments after ``(model, x)`` of a ``train_`` call."""
+    if len(args) == 1:
+        return None, args[0]
+    if len(args) == 2:
+        return args[0], args[1]
+    raise TypeError(f"{fname}: expected (model, x, opt) or (model, x_in, x_out, opt), got {len(args) + 1} "
+                    "positional arguments")
+
+
+def merge_alias(primary: Any, alias: Any, primary_name: str, alias_name: str) -> tuple[Any, str]:
+    """Merge a Unicode keyword (``β``) with its ASCII alias (``beta``): ``(value, the name given)``.
+
+    Giving both is refused, even with equal values: one of them would be ignored.
+    """
+    if alias is not None:
+        if primary is not None:
+            raise TypeError(f"{primary_name} and {alias_name} are the same keyword; pass only one of them")
+        return alias, alias_name
+    return primary, primary_name
+
+
+def resolve_weight(primary: Any, alias: Any, primary_name: str, alias_name: str, default: float) -> float:
+    """Merge a Unicode keyword (``β``) with its ASCII alias (``beta``) and validate it as a weight."""
+    value, name = merge_alias(primary, alias, primary_name, alias_name)
+    return check_weight(default if value is None else value, name)
+
+
+def check_keywords(function: str, given: Mapping[str, Any], accepted: Iterable[str], argument: str) -> None:
+    """Raise ``TypeError`` naming ``function`` and its accepted keywords if ``given`` has another one."""
+    accepted = tuple(accepted)
+    unknown = [k for k in given if k not in accepted]
+    if unknown:
+        raise TypeError(f"{argument}: {function}() has no keyword {unknown[0]!r}; accepted: {', '.join(accepted)}")
+
+
+def same_kind(result: torch.Tensor, like: Any) -> Any:
+    """``result`` (a tensor computed from ``like``) as an array of ``like``'s kind: NumPy, CuPy or a tensor."""
+    if isinstance(like, torch.Tensor):
+        return result
+    if type(like).__module__.startswith("cupy"):
+        import cupy
+
+        return cupy.from_dlpack(result.contiguous())
+    return result.cpu().numpy()
 
 
 def check_finite(x: torch.Tensor, name: str) -> None:

@@ -1,60 +1,20 @@
-"""Shared machinery for the package's modules: argument binding, boundary checks, shapes."""
+"""How the model classes take their constructor arguments: binding, sizes, activation lists.
+
+Every encoder, decoder and critic has two constructor forms, as in Julia: the *field*
+form (the submodules themselves) and the *default* form (sizes and activations, from
+which the layers are built). These helpers bind either form and check it, with errors
+that name the argument.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 from torch import nn
 
-from .checks import as_model_input, check_finite, check_sample_shape, module_device_dtype
-
-__all__ = ["CheckedModule", "call_unchecked", "bind_arguments", "leading_linear_in",
-           "trailing_linear_out", "as_int_list", "as_activation_list", "as_sample_shape", "is_field_form",
-           "check_module", "bind_trunk_and_heads"]
-
-
-def call_unchecked(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
-    """Call ``module`` (hooks included) without the public-boundary checks."""
-    return nn.Module.__call__(module, *args, **kwargs)
-
-
-class CheckedModule(nn.Module):
-    """A module whose public call validates its first argument once.
-
-    Calling the module checks the input (kind, dtype, feature shape, finite values) and
-    converts it to the module's device and dtype; the library's own inner calls go
-    through :func:`call_unchecked` and skip the checks.
-    """
-
-    #: Per-sample shape of the first argument, or ``None`` when it cannot be known.
-    input_shape: tuple[int, ...] | None = None
-    _input_name = "x"
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if args:
-            args = (self._check_input(args[0]),) + tuple(args[1:])
-        return super().__call__(*args, **kwargs)
-
-    #: Submodule fields that define the module (its field constructor's arguments).
-    _config_fields: tuple[str, ...] = ()
-
-    def config(self) -> dict[str, Any]:
-        """JSON description from which :func:`~autoencoder_toolkit.serialization.module_from_config`
-        rebuilds this architecture (through the field constructor)."""
-        from .config import model_config
-
-        meta = tuple(a for a in ("input_shape", "output_shape", "latent_dim") if a in self.__dict__)
-        return model_config(self, self._config_fields, meta)
-
-    def _check_input(self, x: Any, name: str | None = None) -> torch.Tensor:
-        name = name or self._input_name
-        device, dtype = module_device_dtype(self)
-        t = as_model_input(x, name, device, dtype)
-        check_sample_shape(t, name, self.input_shape)
-        check_finite(t, name)
-        return t
+__all__ = ["bind_arguments", "leading_linear_in", "trailing_linear_out", "as_int_list", "as_activation_list",
+           "as_sample_shape", "is_field_form", "check_module", "bind_trunk_and_heads"]
 
 
 def bind_arguments(cls_name: str, args: tuple, kwargs: dict, names: Sequence[str],

@@ -20,23 +20,22 @@ and CuPy arrays; :func:`decoder_loglikelihood` dispatches on the decoder through
 
 from __future__ import annotations
 
-import math
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, overload
 
 import numpy as np
 import torch
 from torch import nn
 
-from .construction import (CheckedModule, as_activation_list, as_int_list, as_sample_shape, bind_arguments,
-                           bind_trunk_and_heads, call_unchecked, check_module, is_field_form, leading_linear_in,
-                           trailing_linear_out)
-from .activations import get_activation
 # The log-likelihoods on plain arrays live in the torch-free module ``densities`` (the
 # NumPy inference models use them without torch); they are re-exported here.
 from ..densities import EPS_FLOAT32, bernoulli_loglikelihood, categorical_loglikelihood, gaussian_loglikelihood
+from ..distributions import Bernoulli, Categorical, GaussianLogParams, GaussianMean, GaussianParams
+from .activations import ActivationLike, get_activation
+from .construction import (as_activation_list, as_int_list, as_sample_shape, bind_arguments, bind_trunk_and_heads,
+                           check_module, is_field_form, leading_linear_in, trailing_linear_out)
 from .layers import ActivationOverDims, Chain, Dense, Reshape, dense_chain, glorot_uniform
-from ..outputs import GaussianLogParams, GaussianMean, GaussianParams, Probabilities
+from .network import Network
 
 __all__ = [
     "EPS_FLOAT32",
@@ -64,10 +63,11 @@ __all__ = [
 # Type tree
 # ----------------------------------------------------------------------------------
 
-class AbstractDecoder(CheckedModule):
+class AbstractDecoder(Network):
     """Base of every decoder."""
 
-    _input_name = "z"
+    #: Per-sample shape of the codes the decoder takes (``(L,)``), when known.
+    input_shape: tuple[int, ...] | None = None
     #: Per-sample shape of the decoded data, when known.
     output_shape: tuple[int, ...] | None = None
 
@@ -75,12 +75,6 @@ class AbstractDecoder(CheckedModule):
     def latent_dim(self) -> int | None:
         """Number of latent dimensions the decoder expects, when known."""
         return self.input_shape[0] if self.input_shape else None
-
-    def to_backend(self, backend: str = "numpy", *, device: Any = None) -> Any:
-        """A frozen copy for inference on ``backend`` (``"numpy"``, ``"cupy"``): see :mod:`autoencoder_toolkit.inference`."""
-        from ..inference.frozen import to_backend
-
-        return to_backend(self, backend, device=device)
 
 
 class AbstractDeterministicDecoder(AbstractDecoder):
@@ -90,12 +84,16 @@ class AbstractDeterministicDecoder(AbstractDecoder):
 class AbstractVariationalDecoder(AbstractDecoder):
     """A decoder that outputs the parameters of a distribution over data.
 
-    Subclasses implement :meth:`loglikelihood`.
+    With an :attr:`output_type` (a distribution of :mod:`autoencoder_toolkit.distributions`),
+    :meth:`loglikelihood` is that distribution's ``log_prob``; a subclass may override it.
     """
 
     def loglikelihood(self, x: Any, z: Any, output: Any, **kwargs: Any) -> Any:
-        """``log p(x | z)`` from the decoder ``output``; ``(B,)`` or a scalar."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement loglikelihood")
+        """``log p(x | z)`` from the decoder ``output``: ``(B,)`` for a batch of codes ``z``, else a scalar."""
+        if self.output_type is None:
+            raise NotImplementedError(f"{type(self).__name__} does not implement loglikelihood")
+        _no_kwargs(type(self).__name__, kwargs)
+        return self.distribution(output).log_prob(x, batched=_batched(z))
 
 
 class AbstractGaussianDecoder(AbstractVariationalDecoder):
@@ -103,19 +101,15 @@ class AbstractGaussianDecoder(AbstractVariationalDecoder):
 
 
 class AbstractGaussianLogDecoder(AbstractGaussianDecoder):
-    """A Gaussian decoder whose output is ``(μ, logσ)``."""
+    """A Gaussian decoder whose output is ``GaussianLogParams(μ, logσ)``."""
 
-    def loglikelihood(self, x: Any, z: Any, output: Any, **kwargs: Any) -> Any:  # noqa: D102
-        _no_kwargs(type(self).__name__, kwargs)
-        return gaussian_loglikelihood(x, output.μ, output.logσ, kind="log", batched=_batched(z))
+    output_type = GaussianLogParams
 
 
 class AbstractGaussianLinearDecoder(AbstractGaussianDecoder):
-    """A Gaussian decoder whose output is ``(μ, σ)``."""
+    """A Gaussian decoder whose output is ``GaussianParams(μ, σ)``."""
 
-    def loglikelihood(self, x: Any, z: Any, output: Any, **kwargs: Any) -> Any:  # noqa: D102
-        _no_kwargs(type(self).__name__, kwargs)
-        return gaussian_loglikelihood(x, output.μ, output.σ, kind="linear", batched=_batched(z))
+    output_type = GaussianParams
 
 
 def _batched(z: Any) -> bool:
@@ -168,6 +162,15 @@ class Decoder(AbstractDeterministicDecoder):
     """
 
     _config_fields = ("decoder",)
+    _heads = ("decoder",)
+
+    @overload
+    def __init__(self, decoder: nn.Module) -> None: ...
+
+    @overload
+    def __init__(self, n_input: int | tuple[int, ...], n_latent: int, decoder_neurons: list[int],
+                 decoder_activation: list[ActivationLike], output_activation: ActivationLike, *,
+                 init: Callable[..., torch.Tensor] | str = glorot_uniform) -> None: ...
 
     def __init__(self, *args: Any, init: Callable[..., torch.Tensor] | str = glorot_uniform, **kwargs: Any) -> None:
         super().__init__()
@@ -187,12 +190,11 @@ class Decoder(AbstractDeterministicDecoder):
         self.input_shape = (n_latent,)
         self.output_shape = n_input
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return call_unchecked(self.decoder, z)
-
 
 class _SingleChainDecoder:
     """Constructor shared by decoders made of one chain ending in the output layer."""
+
+    _heads = ("decoder",)
 
     def _construct_chain(self, cls_name: str, args: tuple, kwargs: dict, init: Any) -> Any:
         if is_field_form(args, kwargs, ("decoder",)):
@@ -225,13 +227,19 @@ class SimpleGaussianDecoder(_SingleChainDecoder, AbstractGaussianDecoder):
     """
 
     _config_fields = ("decoder",)
+    output_type = GaussianMean
+
+    @overload
+    def __init__(self, decoder: nn.Module) -> None: ...
+
+    @overload
+    def __init__(self, n_input: int | tuple[int, ...], n_latent: int, decoder_neurons: list[int],
+                 decoder_activation: list[ActivationLike], output_activation: ActivationLike, *,
+                 init: Callable[..., torch.Tensor] | str = glorot_uniform) -> None: ...
 
     def __init__(self, *args: Any, init: Callable[..., torch.Tensor] | str = glorot_uniform, **kwargs: Any) -> None:
         AbstractGaussianDecoder.__init__(self)
         self._construct_chain("SimpleGaussianDecoder", args, kwargs, init)
-
-    def forward(self, z: torch.Tensor) -> GaussianMean:  # noqa: D102
-        return GaussianMean(call_unchecked(self.decoder, z))
 
     def loglikelihood(self, x: Any, z: Any, output: Any, *, σ: float = 1.0, sigma: float | None = None) -> Any:
         """Gaussian log-likelihood with the fixed standard deviation ``σ`` (alias ``sigma``)."""
@@ -239,7 +247,7 @@ class SimpleGaussianDecoder(_SingleChainDecoder, AbstractGaussianDecoder):
             σ = sigma
         if isinstance(σ, bool) or not isinstance(σ, (int, float)) or not σ > 0:
             raise ValueError(f"σ: expected a positive number, got {σ!r}")
-        return gaussian_loglikelihood(x, output.μ, kind="fixed", σ=float(σ), batched=_batched(z))
+        return self.distribution(output).log_prob(x, batched=_batched(z), σ=float(σ))
 
 
 def _warn_bad_bernoulli_activation(act: Any) -> None:
@@ -263,23 +271,25 @@ class BernoulliDecoder(_SingleChainDecoder, AbstractVariationalDecoder):
 
     Forms as :class:`SimpleGaussianDecoder`; the output activation should map into
     ``[0, 1]`` (``"sigmoid"``), and a warning is issued when it does not on ``[-5, 5]``.
-    Output: ``Probabilities(p)``.
+    Output: ``Bernoulli(p)`` (a ``Probabilities``).
     """
 
     _config_fields = ("decoder",)
+    output_type = Bernoulli
+
+    @overload
+    def __init__(self, decoder: nn.Module) -> None: ...
+
+    @overload
+    def __init__(self, n_input: int | tuple[int, ...], n_latent: int, decoder_neurons: list[int],
+                 decoder_activation: list[ActivationLike], output_activation: ActivationLike, *,
+                 init: Callable[..., torch.Tensor] | str = glorot_uniform) -> None: ...
 
     def __init__(self, *args: Any, init: Callable[..., torch.Tensor] | str = glorot_uniform, **kwargs: Any) -> None:
         AbstractVariationalDecoder.__init__(self)
         act = self._construct_chain("BernoulliDecoder", args, kwargs, init)
         if act is not None:
             _warn_bad_bernoulli_activation(act)
-
-    def forward(self, z: torch.Tensor) -> Probabilities:  # noqa: D102
-        return Probabilities(call_unchecked(self.decoder, z))
-
-    def loglikelihood(self, x: Any, z: Any, output: Any, **kwargs: Any) -> Any:  # noqa: D102
-        _no_kwargs("BernoulliDecoder", kwargs)
-        return bernoulli_loglikelihood(x, output.p, batched=_batched(z))
 
 
 class CategoricalDecoder(AbstractVariationalDecoder):
@@ -291,10 +301,21 @@ class CategoricalDecoder(AbstractVariationalDecoder):
     [Reshape(-1, *size_input)], ActivationOverDims(output_activation, -1))``.
     ``size_input`` is an int (one categorical variable with that many classes) or a
     per-sample shape in this package's order whose last axis holds the classes (Julia's
-    ``[K, M]`` is ``(M, K)`` here). Output: ``Probabilities(p)``.
+    ``[K, M]`` is ``(M, K)`` here). Output: ``Categorical(p)`` (a ``Probabilities``).
     """
 
     _config_fields = ("decoder",)
+    _heads = ("decoder",)
+    output_type = Categorical
+    _single_as_batch = True  # one code runs as a batch of one, so that reshaping keeps a batch axis
+
+    @overload
+    def __init__(self, decoder: nn.Module) -> None: ...
+
+    @overload
+    def __init__(self, size_input: int | tuple[int, ...], n_latent: int, decoder_neurons: list[int],
+                 decoder_activation: list[ActivationLike], output_activation: ActivationLike = "softmax", *,
+                 init: Callable[..., torch.Tensor] | str = glorot_uniform) -> None: ...
 
     def __init__(self, *args: Any, init: Callable[..., torch.Tensor] | str = glorot_uniform, **kwargs: Any) -> None:
         super().__init__()
@@ -316,16 +337,6 @@ class CategoricalDecoder(AbstractVariationalDecoder):
         self.decoder = Chain(*layers)
         self.input_shape = (n_latent,)
         self.output_shape = size
-
-    def forward(self, z: torch.Tensor) -> Probabilities:  # noqa: D102
-        if z.ndim == 1:
-            # One code: run it as a batch of one so that reshaping keeps a batch axis.
-            return Probabilities(call_unchecked(self.decoder, z.unsqueeze(0))[0])
-        return Probabilities(call_unchecked(self.decoder, z))
-
-    def loglikelihood(self, x: Any, z: Any, output: Any, **kwargs: Any) -> Any:  # noqa: D102
-        _no_kwargs("CategoricalDecoder", kwargs)
-        return categorical_loglikelihood(x, output.p, batched=_batched(z))
 
 
 class _JointDecoderBase:
@@ -377,16 +388,22 @@ class JointGaussianLogDecoder(_JointDecoderBase, AbstractGaussianLogDecoder):
     """
 
     _config_fields = ("decoder", "μ", "logσ")
-
+    _trunk = "decoder"
+    _heads = ("μ", "logσ")
     _scale_field = "logσ"
+
+    @overload
+    def __init__(self, decoder: nn.Module, μ: nn.Module, logσ: nn.Module) -> None: ...
+
+    @overload
+    def __init__(self, n_input: int | tuple[int, ...], n_latent: int, decoder_neurons: list[int],
+                 decoder_activation: list[ActivationLike],
+                 output_activation: ActivationLike | tuple[ActivationLike, ActivationLike], *,
+                 init: Callable[..., torch.Tensor] | str = glorot_uniform) -> None: ...
 
     def __init__(self, *args: Any, init: Callable[..., torch.Tensor] | str = glorot_uniform, **kwargs: Any) -> None:
         AbstractGaussianLogDecoder.__init__(self)
         self._construct_joint("JointGaussianLogDecoder", args, kwargs, init)
-
-    def forward(self, z: torch.Tensor) -> GaussianLogParams:  # noqa: D102
-        h = call_unchecked(self.decoder, z)
-        return GaussianLogParams(call_unchecked(self.μ, h), call_unchecked(self.logσ, h))
 
 
 class JointGaussianDecoder(_JointDecoderBase, AbstractGaussianLinearDecoder):
@@ -397,16 +414,22 @@ class JointGaussianDecoder(_JointDecoderBase, AbstractGaussianLinearDecoder):
     """
 
     _config_fields = ("decoder", "μ", "σ")
-
+    _trunk = "decoder"
+    _heads = ("μ", "σ")
     _scale_field = "σ"
+
+    @overload
+    def __init__(self, decoder: nn.Module, μ: nn.Module, σ: nn.Module) -> None: ...
+
+    @overload
+    def __init__(self, n_input: int | tuple[int, ...], n_latent: int, decoder_neurons: list[int],
+                 decoder_activation: list[ActivationLike],
+                 output_activation: ActivationLike | tuple[ActivationLike, ActivationLike], *,
+                 init: Callable[..., torch.Tensor] | str = glorot_uniform) -> None: ...
 
     def __init__(self, *args: Any, init: Callable[..., torch.Tensor] | str = glorot_uniform, **kwargs: Any) -> None:
         AbstractGaussianLinearDecoder.__init__(self)
         self._construct_joint("JointGaussianDecoder", args, kwargs, init)
-
-    def forward(self, z: torch.Tensor) -> GaussianParams:  # noqa: D102
-        h = call_unchecked(self.decoder, z)
-        return GaussianParams(call_unchecked(self.μ, h), call_unchecked(self.σ, h))
 
 
 class _SplitDecoderBase:
@@ -477,15 +500,20 @@ class SplitGaussianLogDecoder(_SplitDecoderBase, AbstractGaussianLogDecoder):
     """
 
     _config_fields = ("μ", "logσ")
-
+    _heads = ("μ", "logσ")
     _scale_field = "logσ"
+
+    @overload
+    def __init__(self, μ: nn.Module, logσ: nn.Module) -> None: ...
+
+    @overload
+    def __init__(self, n_input: int | tuple[int, ...], n_latent: int, μ_neurons: list[int],
+                 μ_activation: list[ActivationLike], logσ_neurons: list[int], logσ_activation: list[ActivationLike],
+                 *, init: Callable[..., torch.Tensor] | str = glorot_uniform) -> None: ...
 
     def __init__(self, *args: Any, init: Callable[..., torch.Tensor] | str = glorot_uniform, **kwargs: Any) -> None:
         AbstractGaussianLogDecoder.__init__(self)
         self._construct_split("SplitGaussianLogDecoder", args, kwargs, init)
-
-    def forward(self, z: torch.Tensor) -> GaussianLogParams:  # noqa: D102
-        return GaussianLogParams(call_unchecked(self.μ, z), call_unchecked(self.logσ, z))
 
 
 class SplitGaussianDecoder(_SplitDecoderBase, AbstractGaussianLinearDecoder):
@@ -495,15 +523,20 @@ class SplitGaussianDecoder(_SplitDecoderBase, AbstractGaussianLinearDecoder):
     """
 
     _config_fields = ("μ", "σ")
-
+    _heads = ("μ", "σ")
     _scale_field = "σ"
+
+    @overload
+    def __init__(self, μ: nn.Module, σ: nn.Module) -> None: ...
+
+    @overload
+    def __init__(self, n_input: int | tuple[int, ...], n_latent: int, μ_neurons: list[int],
+                 μ_activation: list[ActivationLike], σ_neurons: list[int], σ_activation: list[ActivationLike],
+                 *, init: Callable[..., torch.Tensor] | str = glorot_uniform) -> None: ...
 
     def __init__(self, *args: Any, init: Callable[..., torch.Tensor] | str = glorot_uniform, **kwargs: Any) -> None:
         AbstractGaussianLinearDecoder.__init__(self)
         self._construct_split("SplitGaussianDecoder", args, kwargs, init)
-
-    def forward(self, z: torch.Tensor) -> GaussianParams:  # noqa: D102
-        return GaussianParams(call_unchecked(self.μ, z), call_unchecked(self.σ, z))
 
 
 # ----------------------------------------------------------------------------------

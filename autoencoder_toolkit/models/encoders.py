@@ -18,24 +18,22 @@ the same kind.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, overload
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..random import draws as _random
-from .construction import (CheckedModule, as_activation_list, as_int_list, as_sample_shape, bind_arguments,
-                           bind_trunk_and_heads, call_unchecked, check_module, is_field_form, leading_linear_in,
-                           trailing_linear_out)
-from .activations import ActivationLike
 # The formulas on plain arrays live in the torch-free module ``densities`` (the NumPy
 # inference models use them without torch); they are re-exported here.
-from ..densities import LOG2PI, gaussian_kl, gaussian_logdensity, sample_sum, spherical_logprior
-from ..densities import n_per_sample as _n_per_sample
-from ..densities import same_shape as _same_shape
+from ..densities import LOG2PI, gaussian_kl, gaussian_logdensity, spherical_logprior
+from ..distributions import GaussianLogParams, GaussianParams
+from .activations import ActivationLike
+from .architecture import compose
+from .construction import (as_activation_list, as_int_list, as_sample_shape, bind_arguments, bind_trunk_and_heads,
+                           check_module, is_field_form, leading_linear_in, trailing_linear_out)
 from .layers import Chain, Dense, Flatten, dense_chain, glorot_uniform
-from ..outputs import GaussianLogParams, GaussianParams
+from .network import Network
 
 __all__ = [
     "LOG2PI",
@@ -59,17 +57,13 @@ __all__ = [
 # Type tree
 # ----------------------------------------------------------------------------------
 
-class AbstractEncoder(CheckedModule):
+class AbstractEncoder(Network):
     """Base of every encoder."""
 
     #: Number of latent dimensions, when known.
     latent_dim: int | None = None
-
-    def to_backend(self, backend: str = "numpy", *, device: Any = None) -> Any:
-        """A frozen copy for inference on ``backend`` (``"numpy"``, ``"cupy"``): see :mod:`autoencoder_toolkit.inference`."""
-        from ..inference.frozen import to_backend
-
-        return to_backend(self, backend, device=device)
+    #: Per-sample shape of the data, when known.
+    input_shape: tuple[int, ...] | None = None
 
 
 class AbstractDeterministicEncoder(AbstractEncoder):
@@ -79,31 +73,34 @@ class AbstractDeterministicEncoder(AbstractEncoder):
 class AbstractVariationalEncoder(AbstractEncoder):
     """An encoder that outputs the parameters of a distribution over codes.
 
-    Subclasses implement :meth:`reparameterize`, :meth:`kl` and :meth:`logposterior`;
-    the free functions :func:`encoder_kl`, :func:`encoder_logposterior` and
+    With an :attr:`output_type` (a distribution of :mod:`autoencoder_toolkit.distributions`
+    with ``rsample``, ``kl`` and ``log_prob``), :meth:`reparameterize`, :meth:`kl` and
+    :meth:`logposterior` come from it; a subclass may instead override the three. The
+    free functions :func:`encoder_kl`, :func:`encoder_logposterior` and
     :func:`autoencoder_toolkit.vaes.reparameterize` call them, so a user-defined
     encoder plugs into every loss by subclassing.
     """
 
     def reparameterize(self, output: Any, rng: Any = None, *, noise: Any = None) -> Any:
-        """A differentiable latent sample from ``output``."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement reparameterize")
+        """A differentiable latent sample from ``output`` (noise from ``rng``, or the given ``noise``)."""
+        if self.output_type is None:
+            raise NotImplementedError(f"{type(self).__name__} does not implement reparameterize")
+        return self.distribution(output).rsample(rng, noise=noise)
 
     def kl(self, output: Any) -> Any:
         """Per-sample KL divergence of the encoded distribution to the prior."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement kl")
+        if self.output_type is None:
+            raise NotImplementedError(f"{type(self).__name__} does not implement kl")
+        return self.distribution(output).kl()
 
     def logposterior(self, z: Any, output: Any) -> Any:
-        """``log q(z | x)`` for the encoded distribution."""
-        raise NotImplementedError(f"{type(self).__name__} does not implement logposterior")
+        """``log q(z | x)`` for the encoded distribution (``(B,)`` for a batch of codes)."""
+        if self.output_type is None:
+            raise NotImplementedError(f"{type(self).__name__} does not implement logposterior")
+        return self.distribution(output).log_prob(z, batched=z.ndim >= 2)
 
     def __mul__(self, decoder: Any) -> Any:
-        from .decoders import AbstractVariationalDecoder
-        from .vaes import VAE
-
-        if isinstance(decoder, AbstractVariationalDecoder):
-            return VAE(self, decoder)
-        return NotImplemented
+        return compose(self, decoder)
 
 
 class AbstractGaussianEncoder(AbstractVariationalEncoder):
@@ -111,39 +108,15 @@ class AbstractGaussianEncoder(AbstractVariationalEncoder):
 
 
 class AbstractGaussianLogEncoder(AbstractGaussianEncoder):
-    """A diagonal-Gaussian encoder whose output is ``(μ, logσ)``."""
+    """A diagonal-Gaussian encoder whose output is ``GaussianLogParams(μ, logσ)``: ``z = μ + ε ⊙ exp(logσ)``."""
 
-    def reparameterize(self, output: Any, rng: Any = None, *, noise: Any = None) -> Any:
-        """``z = μ + ε ⊙ exp(logσ)`` with ``ε ~ N(0, I)`` drawn from ``rng`` (or ``noise``)."""
-        from .vaes import reparameterize
-
-        return reparameterize(output.μ, output.logσ, log=True, rng=rng, noise=noise)
-
-    def kl(self, output: Any) -> Any:
-        """``0.5 Σ (exp(2 logσ) + μ² − 1 − 2 logσ)`` per sample."""
-        return gaussian_kl(output.μ, output.logσ, log=True)
-
-    def logposterior(self, z: Any, output: Any) -> Any:
-        """Gaussian log density of ``z`` under ``N(μ, diag exp(2 logσ))``."""
-        return gaussian_logdensity(z, output.μ, output.logσ, log=True)
+    output_type = GaussianLogParams
 
 
 class AbstractGaussianLinearEncoder(AbstractGaussianEncoder):
-    """A diagonal-Gaussian encoder whose output is ``(μ, σ)`` with ``σ > 0``."""
+    """A diagonal-Gaussian encoder whose output is ``GaussianParams(μ, σ)`` with ``σ > 0``: ``z = μ + ε ⊙ σ``."""
 
-    def reparameterize(self, output: Any, rng: Any = None, *, noise: Any = None) -> Any:
-        """``z = μ + ε ⊙ σ`` with ``ε ~ N(0, I)`` drawn from ``rng`` (or ``noise``)."""
-        from .vaes import reparameterize
-
-        return reparameterize(output.μ, output.σ, log=False, rng=rng, noise=noise)
-
-    def kl(self, output: Any) -> Any:
-        """``0.5 Σ (σ² + μ² − 1 − 2 log σ)`` per sample."""
-        return gaussian_kl(output.μ, output.σ, log=False)
-
-    def logposterior(self, z: Any, output: Any) -> Any:
-        """Gaussian log density of ``z`` under ``N(μ, diag σ²)``."""
-        return gaussian_logdensity(z, output.μ, output.σ, log=False)
+    output_type = GaussianParams
 
 
 # ----------------------------------------------------------------------------------
@@ -186,6 +159,15 @@ class Encoder(AbstractDeterministicEncoder):
     """
 
     _config_fields = ("encoder",)
+    _heads = ("encoder",)
+
+    @overload
+    def __init__(self, encoder: nn.Module) -> None: ...
+
+    @overload
+    def __init__(self, n_input: int | tuple[int, ...], n_latent: int, encoder_neurons: list[int],
+                 encoder_activation: list[ActivationLike], latent_activation: ActivationLike, *,
+                 init: Callable[..., torch.Tensor] | str = glorot_uniform) -> None: ...
 
     def __init__(self, *args: Any, init: Callable[..., torch.Tensor] | str = glorot_uniform, **kwargs: Any) -> None:
         super().__init__()
@@ -204,9 +186,6 @@ class Encoder(AbstractDeterministicEncoder):
         self.encoder = Chain(*hidden, Dense(last, n_latent, b["latent_activation"], init))
         self.input_shape = shape
         self.latent_dim = n_latent
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return self.encoder(x)
 
 
 class _JointGaussianBase:
@@ -263,8 +242,18 @@ class JointGaussianLogEncoder(_JointGaussianBase, AbstractGaussianLogEncoder):
     """
 
     _config_fields = ("encoder", "μ", "logσ")
-
+    _trunk = "encoder"
+    _heads = ("μ", "logσ")
     _scale_field = "logσ"
+
+    @overload
+    def __init__(self, encoder: nn.Module, μ: nn.Module, logσ: nn.Module) -> None: ...
+
+    @overload
+    def __init__(self, n_input: int | tuple[int, ...], n_latent: int, encoder_neurons: list[int],
+                 encoder_activation: list[ActivationLike],
+                 latent_activation: ActivationLike | tuple[ActivationLike, ActivationLike], *,
+                 init: Callable[..., torch.Tensor] | str = glorot_uniform) -> None: ...
 
     def __init__(self, *args: Any, init: Callable[..., torch.Tensor] | str = glorot_uniform, **kwargs: Any) -> None:
         AbstractGaussianLogEncoder.__init__(self)
@@ -274,10 +263,6 @@ class JointGaussianLogEncoder(_JointGaussianBase, AbstractGaussianLogEncoder):
     def logsigma(self) -> nn.Module:
         """Alias of the ``logσ`` head."""
         return self.logσ
-
-    def forward(self, x: torch.Tensor) -> GaussianLogParams:  # noqa: D102
-        h = call_unchecked(self.encoder, x)
-        return GaussianLogParams(call_unchecked(self.μ, h), call_unchecked(self.logσ, h))
 
 
 class JointGaussianEncoder(_JointGaussianBase, AbstractGaussianLinearEncoder):
@@ -290,8 +275,18 @@ class JointGaussianEncoder(_JointGaussianBase, AbstractGaussianLinearEncoder):
     """
 
     _config_fields = ("encoder", "μ", "σ")
-
+    _trunk = "encoder"
+    _heads = ("μ", "σ")
     _scale_field = "σ"
+
+    @overload
+    def __init__(self, encoder: nn.Module, μ: nn.Module, σ: nn.Module) -> None: ...
+
+    @overload
+    def __init__(self, n_input: int | tuple[int, ...], n_latent: int, encoder_neurons: list[int],
+                 encoder_activation: list[ActivationLike],
+                 latent_activation: ActivationLike | tuple[ActivationLike, ActivationLike], *,
+                 init: Callable[..., torch.Tensor] | str = glorot_uniform) -> None: ...
 
     def __init__(self, *args: Any, init: Callable[..., torch.Tensor] | str = glorot_uniform, **kwargs: Any) -> None:
         AbstractGaussianLinearEncoder.__init__(self)
@@ -301,10 +296,6 @@ class JointGaussianEncoder(_JointGaussianBase, AbstractGaussianLinearEncoder):
     def sigma(self) -> nn.Module:
         """Alias of the ``σ`` head."""
         return self.σ
-
-    def forward(self, x: torch.Tensor) -> GaussianParams:  # noqa: D102
-        h = call_unchecked(self.encoder, x)
-        return GaussianParams(call_unchecked(self.μ, h), call_unchecked(self.σ, h))
 
 
 # ----------------------------------------------------------------------------------

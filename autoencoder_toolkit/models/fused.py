@@ -40,23 +40,21 @@ the faithful step.
 
 from __future__ import annotations
 
-import math
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..random import draws as _random
-from .construction import call_unchecked
-from .checks import check_weight
+from ..backends import shuffle_rows
+from ..outputs import OptimizerPair, VAEOutput
+from ..random.draws import check_rng
+from .checks import check_weight, resolve_weight
 from .decoders import decoder_loglikelihood
 from .encoders import encoder_kl
-from ..outputs import OptimizerPair, VAEOutput
-from .step import Update, raise_non_finite_gradient, read_step
-from .vaes import resolve_weight
+from .step import ParallelModel, Stage
 
-__all__ = ["FusedLosses", "fused_losses", "fused_train_step"]
+__all__ = ["FusedLosses", "fused_losses", "fused_stage"]
 
 _VAE_KEYS = {"β", "beta", "α", "alpha", "reconstruction_loglikelihood", "kl_divergence", "regularization",
              "reg_strength", "seed", "rng", "n_samples"}
@@ -96,14 +94,14 @@ def _split_first_layer(mlp: nn.Module) -> tuple[nn.Linear, Callable, nn.Module] 
 def _critic_pair(mi: nn.Module, x: torch.Tensor, z_joint: torch.Tensor,
                  z_shuffled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Critic values on matched and shuffled codes, sharing the data-dependent work."""
-    d = call_unchecked(mi.data, x)
-    l_joint = call_unchecked(mi.latent, z_joint)
-    l_marg = call_unchecked(mi.latent, z_shuffled)
+    d = mi.data(x)
+    l_joint = mi.latent(z_joint)
+    l_marg = mi.latent(z_shuffled)
     split = _split_first_layer(mi.mlp)
     batch = d.shape[0]
     if split is None:
         h = torch.cat([torch.cat([d, l_joint], dim=-1), torch.cat([d, l_marg], dim=-1)], dim=0)
-        out = call_unchecked(mi.mlp, h)
+        out = mi.mlp(h)
     else:
         first, act, rest = split
         n_d = d.shape[-1]
@@ -111,7 +109,7 @@ def _critic_pair(mi: nn.Module, x: torch.Tensor, z_joint: torch.Tensor,
         shared = F.linear(d, w[:, :n_d], first.bias)
         w_z = w[:, n_d:]
         h = torch.cat([act(shared + F.linear(l_joint, w_z)), act(shared + F.linear(l_marg, w_z))], dim=0)
-        out = call_unchecked(rest, h) if len(rest) else h
+        out = rest(h) if len(rest) else h
     return out[:batch].reshape(-1), out[batch:].reshape(-1)
 
 
@@ -155,18 +153,18 @@ def fused_losses(model: nn.Module, x: torch.Tensor, x_out: torch.Tensor | None =
     kl_fn = vae_kwargs.get("kl_divergence", encoder_kl)
     rng = vae_kwargs.get("rng")
     seed = vae_kwargs.get("seed")
-    _random.check_rng(rng)
+    check_rng(rng)
 
     vae, mi = model.vae, model.mi
     x_out = x if x_out is None else x_out
-    enc = call_unchecked(vae.encoder, x)
+    enc = vae.encoder(x)
     z = vae.encoder.reparameterize(enc, rng=rng)
-    dec = call_unchecked(vae.decoder, z)
+    dec = vae.decoder(z)
 
     ll = torch.mean(loglik(x_out, z, vae.decoder, dec))
     kl = torch.mean(kl_fn(vae.encoder, enc))
     z_critic = _ScaleGradient.apply(z, α)
-    g_joint, g_marg = _critic_pair(mi, x, z_critic, _random.shuffle_rows(z.detach(), rng=rng, seed=seed))
+    g_joint, g_marg = _critic_pair(mi, x, z_critic, shuffle_rows(z.detach(), rng=rng, seed=seed))
     mean_joint = torch.mean(g_joint)
     mean_marg = torch.mean(torch.exp(g_marg - 1))
     info = mean_joint - mean_marg
@@ -187,47 +185,25 @@ def fused_losses(model: nn.Module, x: torch.Tensor, x_out: torch.Tensor | None =
     return FusedLosses(surrogate, vae_loss, mi_loss)
 
 
-def fused_train_step(model: nn.Module, x: torch.Tensor, x_out: torch.Tensor | None, opt: OptimizerPair,
-                     vae_kwargs: Mapping[str, Any], mi_kwargs: Mapping[str, Any],
-                     infomaxloss_function: Callable, miloss_function: Callable,
-                     ddp: Any = None) -> tuple[float, float]:
-    """One fused step: forward, check both losses, one backward, step both optimizers.
+def fused_stage(model: nn.Module, x: torch.Tensor, x_out: torch.Tensor | None, opt: OptimizerPair,
+                vae_kwargs: Mapping[str, Any], mi_kwargs: Mapping[str, Any], parallel: ParallelModel | None,
+                data: Sequence[tuple[torch.Tensor, str]]) -> Stage:
+    """The fused step as one stage of :func:`~autoencoder_toolkit.models.step.run_step`.
 
-    With ``ddp`` (a :class:`~autoencoder_toolkit.distributed.DistributedInfoMaxVAE`) the
-    forward pass runs inside its DistributedDataParallel module, so the backward pass
-    averages the gradients across processes.
+    One forward pass, both losses checked, one backward pass of the surrogate, both
+    optimizers stepped. With ``parallel`` (data-parallel training) the forward pass runs
+    inside its DistributedDataParallel module, so the backward pass averages the
+    gradients across processes.
     """
-    from .infomaxvaes import infomaxloss, losses_finite, miloss, raise_non_finite
+    _check_keys(vae_kwargs, _VAE_KEYS, "infomaxloss_kwargs")
+    _check_keys(mi_kwargs, _MI_KEYS, "miloss_kwargs")
 
-    if infomaxloss_function is not infomaxloss or miloss_function is not miloss:
-        raise ValueError(
-            "fused=True computes infomaxloss and miloss itself; custom infomaxloss_function or "
-            "miloss_function need fused=False"
-        )
-    if ddp is not None:
-        losses = ddp.call("fused", fused_losses, model, x, x_out, vae_kwargs, mi_kwargs)
-    else:
-        losses = fused_losses(model, x, x_out, vae_kwargs, mi_kwargs)
-    if ddp is not None and not losses_finite(ddp, losses.vae_loss, losses.mi_loss):
-        raise_non_finite([(losses.vae_loss, "infomaxloss"), (losses.mi_loss, "miloss")], *_target_of(x, x_out))
-    opt.vae.zero_grad(set_to_none=True)
-    opt.mi.zero_grad(set_to_none=True)
-    losses.surrogate.backward()
-    params = [p for group in (*opt.vae.param_groups, *opt.mi.param_groups) for p in group["params"]]
-    (l_vae, l_mi), grads_ok = read_step([losses.vae_loss, losses.mi_loss], params)  # the step's one sync
-    if not (math.isfinite(l_vae) and math.isfinite(l_mi)) or not grads_ok:
-        opt.vae.zero_grad(set_to_none=True)
-        opt.mi.zero_grad(set_to_none=True)
-        if not (math.isfinite(l_vae) and math.isfinite(l_mi)):
-            raise_non_finite([(losses.vae_loss, "infomaxloss"), (losses.mi_loss, "miloss")], *_target_of(x, x_out))
-        raise_non_finite_gradient("infomaxloss or miloss")
-    update = Update()
-    update.step(opt.vae, "the VAE (infomaxloss)")
-    update.step(opt.mi, "the critic (miloss)")
-    opt.vae.zero_grad(set_to_none=True)
-    opt.mi.zero_grad(set_to_none=True)
-    return l_vae, l_mi
+    def compute() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if parallel is not None:
+            losses = parallel.call("fused", fused_losses, model, x, x_out, vae_kwargs, mi_kwargs)
+        else:
+            losses = fused_losses(model, x, x_out, vae_kwargs, mi_kwargs)
+        return losses.surrogate, [losses.vae_loss, losses.mi_loss]
 
-
-def _target_of(x: torch.Tensor, x_out: torch.Tensor | None) -> tuple[torch.Tensor, str]:
-    return (x, "x") if x_out is None else (x_out, "x_out")
+    return Stage(compute, [(opt.vae, "the VAE (infomaxloss)"), (opt.mi, "the critic (miloss)")],
+                 ["infomaxloss", "miloss"], list(data), parallel)

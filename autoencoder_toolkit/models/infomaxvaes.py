@@ -24,25 +24,30 @@ batch (at least 2 samples, 64 or more recommended).
 
 from __future__ import annotations
 
-import math
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, overload
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..random import draws as _random
-from .construction import (CheckedModule, as_activation_list, as_int_list, as_sample_shape, bind_arguments,
-                           call_unchecked, leading_linear_in, trailing_linear_out)
-from .checks import as_model_input, check_finite, check_mi_batch, check_weight, module_device_dtype, n_samples_of
-from ..backends import array_namespace
-from .decoders import decoder_loglikelihood
-from ..densities import mutual_info_bound
-from .encoders import encoder_kl
-from .layers import Chain, Dense, Flatten, dense_chain, glorot_uniform
+from ..backends import array_namespace, shuffle_rows
+from ..backends.torch_bridge import check_kernels, fused_kernels_for
+from ..densities import mutual_info_bound  # written once for NumPy, torch and CuPy arrays
 from ..outputs import InfoMaxVAEOutput, OptimizerPair, VAEOutput
-from .step import Update, raise_non_finite_gradient, read_step
-from .vaes import VAE, _data, _split_train_args, _target, check_loss_value, resolve_weight
+from ..random import juliarng
+from ..random.draws import check_rng, check_seed
+from .activations import ActivationLike
+from .architecture import Component
+from .checks import (as_model_input, check_finite, check_keywords, check_mi_batch, check_weight, model_input,
+                     module_device_dtype, n_samples_of, resolve_weight, split_train_args, target_input)
+from .construction import (as_activation_list, as_int_list, as_sample_shape, bind_arguments, leading_linear_in,
+                           trailing_linear_out)
+from .decoders import decoder_loglikelihood
+from .encoders import encoder_kl
+from .fused import fused_stage
+from .layers import Chain, Dense, Flatten, dense_chain, glorot_uniform
+from .step import Stage, run_step, unwrap
+from .vaes import VAE, check_optimizer
 
 __all__ = [
     "MutualInfoChain",
@@ -60,7 +65,7 @@ __all__ = [
 # The critic
 # ----------------------------------------------------------------------------------
 
-class MutualInfoChain(CheckedModule):
+class MutualInfoChain(Component):
     """The critic ``g(x, z) = mlp([data(x), latent(z)])``, one value per sample.
 
     Forms:
@@ -75,11 +80,21 @@ class MutualInfoChain(CheckedModule):
       activations, trainable affine maps), and ``mlp = Chain(Dense(n + n_latent, m1, a1),
       ..., Dense(m_k, 1, output_activation))``.
 
-    ``mi(x, z)`` returns ``(B,)`` critic values. An ``mlp`` ending in ``k > 1`` units
-    gives ``(B*k,)`` values, flattened sample by sample.
+    ``mi(x, z)`` (tensors) returns ``(B,)`` critic values. An ``mlp`` ending in ``k > 1``
+    units gives ``(B*k,)`` values, flattened sample by sample.
     """
 
     _config_fields = ("data", "latent", "mlp")
+    input_shape: tuple[int, ...] | None = None
+    latent_dim: int | None = None
+
+    @overload
+    def __init__(self, data: nn.Module, latent: nn.Module, mlp: nn.Module) -> None: ...
+
+    @overload
+    def __init__(self, size_input: int | tuple[int, ...], n_latent: int, mlp_neurons: list[int],
+                 mlp_activation: list[ActivationLike], output_activation: ActivationLike, *,
+                 init: Callable[..., torch.Tensor] | str = glorot_uniform) -> None: ...
 
     def __init__(self, *args: Any, init: Callable[..., torch.Tensor] | str = glorot_uniform, **kwargs: Any) -> None:
         super().__init__()
@@ -98,8 +113,7 @@ class MutualInfoChain(CheckedModule):
                 )
             n_in = leading_linear_in(data)
             self.input_shape = (n_in,) if n_in is not None else None
-            n_lat = leading_linear_in(latent)
-            self.latent_dim = n_lat
+            self.latent_dim = leading_linear_in(latent)
         else:
             names = ("size_input", "n_latent", "mlp_neurons", "mlp_activation", "output_activation")
             b = bind_arguments("MutualInfoChain", args, kwargs, names, 5)
@@ -123,40 +137,23 @@ class MutualInfoChain(CheckedModule):
         self.latent = latent
         self.mlp = mlp
 
-    def __call__(self, x: Any, z: Any) -> torch.Tensor:  # type: ignore[override]
-        x_t = self._check_input(x, "x")
-        device, dtype = module_device_dtype(self)
-        z_t = as_model_input(z, "z", device, dtype)
-        if z_t.ndim != 2:
-            raise ValueError(f"z: expected a batch of codes (B, L), got shape {tuple(z_t.shape)}")
-        if self.latent_dim is not None and z_t.shape[1] != self.latent_dim:
-            raise ValueError(f"z: expected {self.latent_dim} latent dimensions, got shape {tuple(z_t.shape)}")
-        if x_t.shape[0] != z_t.shape[0]:
-            raise ValueError(f"z: expected {x_t.shape[0]} codes (one per sample of x), got {z_t.shape[0]}")
-        check_finite(z_t, "z")
-        return nn.Module.__call__(self, x_t, z_t)
-
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        h = torch.cat([call_unchecked(self.data, x), call_unchecked(self.latent, z)], dim=-1)
-        return call_unchecked(self.mlp, h).reshape(-1)
-
-    def to_backend(self, backend: str = "numpy", *, device: Any = None) -> Any:
-        """A frozen copy for inference on ``backend`` (``"numpy"``, ``"cupy"``): see :mod:`autoencoder_toolkit.inference`."""
-        from ..inference.frozen import to_backend
-
-        return to_backend(self, backend, device=device)
+        h = torch.cat([self.data(x), self.latent(z)], dim=-1)
+        return self.mlp(h).reshape(-1)
 
 
 # ----------------------------------------------------------------------------------
 # The model
 # ----------------------------------------------------------------------------------
 
-class InfoMaxVAE(CheckedModule):
+class InfoMaxVAE(Component):
     """A VAE with its mutual-information critic: ``InfoMaxVAE(vae, mi)``.
 
-    ``model(x, latent=False, seed=None, rng=None)`` runs the VAE and returns the
-    decoder's output; with ``latent=True`` it returns ``InfoMaxVAEOutput(vae, mi)``: the
-    VAE's ``(encoder, z, decoder)`` outputs and the MI estimate on a shuffle of ``z``.
+    ``model(x, latent=False, seed=None, rng=None)`` (a tensor ``x``) runs the VAE and
+    returns the decoder's output; with ``latent=True`` it returns
+    ``InfoMaxVAEOutput(vae, mi)``: the VAE's ``(encoder, z, decoder)`` outputs and the MI
+    estimate on a shuffle of ``z``. :meth:`encode`, :meth:`decode`, :meth:`reconstruct`
+    and :meth:`sample` are the VAE's.
     """
 
     _config_fields = ("vae", "mi")
@@ -177,7 +174,7 @@ class InfoMaxVAE(CheckedModule):
         self.mi = mi
 
     @property
-    def input_shape(self) -> tuple[int, ...] | None:  # type: ignore[override]
+    def input_shape(self) -> tuple[int, ...] | None:
         """Per-sample shape of the data, when known."""
         return self.vae.input_shape
 
@@ -186,40 +183,33 @@ class InfoMaxVAE(CheckedModule):
         """Number of latent dimensions, when known."""
         return self.vae.latent_dim
 
-    def to_backend(self, backend: str = "numpy", *, device: Any = None) -> Any:
-        """A frozen copy for inference on ``backend`` (``"numpy"``, ``"cupy"``): see :mod:`autoencoder_toolkit.inference`."""
-        from ..inference.frozen import to_backend
-
-        return to_backend(self, backend, device=device)
-
-    def __call__(self, x: Any, latent: bool = False, seed: int | None = None, rng: Any = None) -> Any:  # type: ignore[override]
-        x_t = self._check_input(x)
-        _random.check_rng(rng)
-        if latent:
-            check_mi_batch(n_samples_of(x_t, self.input_shape))
-        return nn.Module.__call__(self, x_t, latent=latent, seed=seed, rng=rng)
-
     def forward(self, x: torch.Tensor, latent: bool = False, seed: int | None = None, rng: Any = None) -> Any:  # noqa: D102
         if not latent:
             return self.vae.forward(x, latent=False, rng=rng)
         vo = self.vae.forward(x, latent=True, rng=rng)
-        z_shuffle = _shuffle(vo.z.detach(), seed, rng)
-        mi = _mi_from_critic(self.mi, x, vo.z, z_shuffle)
-        return InfoMaxVAEOutput(vo, mi)
+        z_shuffle = shuffle_rows(vo.z.detach(), rng=rng, seed=seed)
+        return InfoMaxVAEOutput(vo, _bound(self.mi, x, vo.z, z_shuffle))
+
+    def encode(self, x: Any, *, sample: bool = False, rng: Any = None) -> Any:
+        """The VAE's :meth:`~autoencoder_toolkit.vaes.VAE.encode`."""
+        return self.vae.encode(x, sample=sample, rng=rng)
+
+    def decode(self, z: Any) -> Any:
+        """The VAE's :meth:`~autoencoder_toolkit.vaes.VAE.decode`."""
+        return self.vae.decode(z)
+
+    def reconstruct(self, x: Any, *, sample: bool = False, rng: Any = None) -> Any:
+        """The VAE's :meth:`~autoencoder_toolkit.vaes.VAE.reconstruct`."""
+        return self.vae.reconstruct(x, sample=sample, rng=rng)
+
+    def sample(self, n: int, *, rng: Any = None) -> torch.Tensor:
+        """The VAE's :meth:`~autoencoder_toolkit.vaes.VAE.sample`."""
+        return self.vae.sample(n, rng=rng)
 
 
 # ----------------------------------------------------------------------------------
 # Shuffles and the bound
 # ----------------------------------------------------------------------------------
-
-def _shuffle(z: Any, seed: Any, rng: Any) -> Any:
-    return _random.shuffle_rows(z, rng=rng, seed=seed)
-
-
-def _check_seed(seed: Any) -> None:
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise TypeError(f"seed: expected an integer or None, got {type(seed).__name__}")
-
 
 def shuffle_latent(z: Any, seed: int | None = None, rng: Any = None) -> Any:
     """Permute the samples of a batch of codes, keeping each code whole.
@@ -229,7 +219,7 @@ def shuffle_latent(z: Any, seed: int | None = None, rng: Any = None) -> Any:
 
     With ``seed=k`` the permutation is Julia's ``shuffle(MersenneTwister(k), 1:B)`` (made
     0-based), so the same seed gives the permutation the reference was meant to give;
-    otherwise it is drawn from ``rng`` (see :mod:`autoencoder_toolkit._random`). NumPy,
+    otherwise it is drawn from ``rng`` (see :mod:`autoencoder_toolkit.random.draws`). NumPy,
     torch and CuPy arrays are accepted; the result is a new array of the same kind.
     """
     array_namespace(z, names=("z",))
@@ -237,14 +227,13 @@ def shuffle_latent(z: Any, seed: int | None = None, rng: Any = None) -> Any:
         raise ValueError(
             f"z: expected a batch of codes (B, L) to shuffle across samples, got shape {tuple(z.shape)}"
         )
-    _check_seed(seed)
-    _random.check_rng(rng)
-    return _shuffle(z, seed, rng)
+    check_seed(seed)
+    check_rng(rng)
+    return shuffle_rows(z, rng=rng, seed=seed)
 
 
-def _mi_from_critic(mi: MutualInfoChain, x: torch.Tensor, z: torch.Tensor, z_shuffle: torch.Tensor,
-                    bound: Callable = mutual_info_bound) -> torch.Tensor:
-    return bound(call_unchecked(mi, x, z), call_unchecked(mi, x, z_shuffle))
+def _bound(mi: MutualInfoChain, x: torch.Tensor, z: torch.Tensor, z_shuffle: torch.Tensor) -> torch.Tensor:
+    return mutual_info_bound(mi(x, z), mi(x, z_shuffle))
 
 
 def variational_mutual_info(model: Any, x: Any, z: Any = None, z_shuffle: Any = None, *,
@@ -262,8 +251,8 @@ def variational_mutual_info(model: Any, x: Any, z: Any = None, z_shuffle: Any = 
 
     Returns a 0-d tensor.
     """
-    _check_seed(seed)
-    _random.check_rng(rng)
+    check_seed(seed)
+    check_rng(rng)
     if isinstance(model, InfoMaxVAE):
         critic = model.mi
     elif isinstance(model, MutualInfoChain):
@@ -274,22 +263,26 @@ def variational_mutual_info(model: Any, x: Any, z: Any = None, z_shuffle: Any = 
         if not isinstance(model, InfoMaxVAE):
             raise TypeError("variational_mutual_info(mi, x) needs codes: pass (mi, x, z, z_shuffle), "
                             "or an InfoMaxVAE to encode x itself")
-        x_t = _data(model.vae, x, "x")
+        x_t = model_input(model.vae, x, "x")
         check_mi_batch(n_samples_of(x_t, model.vae.input_shape))
         vo = model.vae.forward(x_t, latent=True, rng=rng)
-        return _mi_from_critic(critic, x_t, vo.z, _shuffle(vo.z.detach(), seed, rng))
+        return _bound(critic, x_t, vo.z, shuffle_rows(vo.z.detach(), rng=rng, seed=seed))
     if z is None or z_shuffle is None:
         raise TypeError("variational_mutual_info: pass both z and z_shuffle, or neither")
     device, dtype = module_device_dtype(critic)
-    x_t = critic._check_input(x, "x")
+    x_t = model_input(critic, x, "x")
     z_t = as_model_input(z, "z", device, dtype)
     zs_t = as_model_input(z_shuffle, "z_shuffle", device, dtype)
     if tuple(zs_t.shape) != tuple(z_t.shape):
         raise ValueError(f"z_shuffle: expected the shape of z {tuple(z_t.shape)}, got {tuple(zs_t.shape)}")
     if z_t.ndim != 2 or z_t.shape[0] != x_t.shape[0]:
         raise ValueError(f"z: expected a batch of codes ({x_t.shape[0]}, L) matching x, got {tuple(z_t.shape)}")
+    if critic.latent_dim is not None and z_t.shape[1] != critic.latent_dim:
+        raise ValueError(f"z: expected {critic.latent_dim} latent dimensions, got shape {tuple(z_t.shape)}")
+    check_finite(z_t, "z")
+    check_finite(zs_t, "z_shuffle")
     check_mi_batch(z_t.shape[0], "z")
-    return _mi_from_critic(critic, x_t, z_t, zs_t)
+    return _bound(critic, x_t, z_t, zs_t)
 
 
 # ----------------------------------------------------------------------------------
@@ -301,6 +294,9 @@ def _check_pair(vae: Any, mi: Any) -> None:
         raise TypeError(f"vae: expected a VAE, got {type(vae).__name__}")
     if not isinstance(mi, MutualInfoChain):
         raise TypeError(f"mi: expected a MutualInfoChain, got {type(mi).__name__}")
+    if vae.latent_dim is not None and mi.latent_dim is not None and vae.latent_dim != mi.latent_dim:
+        raise ValueError(f"mi: the critic takes {mi.latent_dim} latent dimensions but the VAE produces "
+                         f"{vae.latent_dim}")
 
 
 def _check_n_samples(n_samples: Any) -> int:
@@ -309,43 +305,37 @@ def _check_n_samples(n_samples: Any) -> int:
     return int(n_samples)
 
 
-def _infomaxloss_impl(vae: VAE, mi: MutualInfoChain, x_in: torch.Tensor, x_out: torch.Tensor | None = None, *,
-                      β: Any = None, α: Any = None, n_samples: int = 1,
-                      reconstruction_loglikelihood: Callable = decoder_loglikelihood,
-                      kl_divergence: Callable = encoder_kl, regularization: Callable | None = None,
-                      reg_strength: Any = 1.0, seed: int | None = None, rng: Any = None,
-                      beta: Any = None, alpha: Any = None, kernels: Any = None) -> torch.Tensor:
+INFOMAXLOSS_KEYWORDS = ("β", "beta", "α", "alpha", "n_samples", "reconstruction_loglikelihood", "kl_divergence",
+                        "regularization", "reg_strength", "seed", "rng")
+MILOSS_KEYWORDS = ("regularization", "reg_strength", "seed", "rng")
+
+
+def _infomaxloss(vae: VAE, mi: MutualInfoChain, x_in: torch.Tensor, x_out: torch.Tensor | None = None, *,
+                 β: Any = None, α: Any = None, n_samples: int = 1,
+                 reconstruction_loglikelihood: Callable = decoder_loglikelihood,
+                 kl_divergence: Callable = encoder_kl, regularization: Callable | None = None,
+                 reg_strength: Any = 1.0, seed: int | None = None, rng: Any = None,
+                 beta: Any = None, alpha: Any = None) -> torch.Tensor:
+    """:func:`infomaxloss` on data already converted and checked (its keywords are checked here)."""
     β = resolve_weight(β, beta, "β", "beta", 1.0)
     α = resolve_weight(α, alpha, "α", "alpha", 1.0)
     reg_strength = check_weight(reg_strength, "reg_strength")
     n_samples = _check_n_samples(n_samples)
-    _check_seed(seed)
-    _random.check_rng(rng)
+    check_seed(seed)
+    check_rng(rng)
     x_out = x_in if x_out is None else x_out
     # One permutation stream for all latent draws: MersenneTwister(seed) when seeded.
-    shuffle_rng = rng
-    if seed is not None:
-        from ..random import juliarng
-
-        shuffle_rng = juliarng.MersenneTwister(int(seed), julia=juliarng.DEFAULT_JULIA)
-    bound = mutual_info_bound
-    if kernels is not None:  # the per-sample terms and the bound through the fused CuPy kernels
-        from ..backends.torch_bridge import kernel_functions
-
-        kf = kernel_functions(kernels, x_in, x_out, reconstruction_loglikelihood=reconstruction_loglikelihood,
-                              kl_divergence=kl_divergence)
-        reconstruction_loglikelihood, kl_divergence, bound = kf.loglikelihood, kf.kl, kf.bound
-    enc = call_unchecked(vae.encoder, x_in)
+    shuffle_rng = rng if seed is None else juliarng.MersenneTwister(int(seed), julia=juliarng.DEFAULT_JULIA)
+    enc = vae.encoder(x_in)
     kl = torch.mean(kl_divergence(vae.encoder, enc))
     ll_total = 0.0
     mi_total = 0.0
     reg_total = 0.0
     for _ in range(n_samples):
-        z = vae.encoder.reparameterize(enc, rng=rng) if kernels is None else kf.reparameterize(vae.encoder, enc, rng)
-        dec = call_unchecked(vae.decoder, z)
+        z = vae.encoder.reparameterize(enc, rng=rng)
+        dec = vae.decoder(z)
         ll_total = ll_total + torch.mean(reconstruction_loglikelihood(x_out, z, vae.decoder, dec))
-        z_shuffle = _shuffle(z.detach(), None, shuffle_rng)
-        mi_total = mi_total + _mi_from_critic(mi, x_in, z, z_shuffle, bound)
+        mi_total = mi_total + _bound(mi, x_in, z, shuffle_rows(z.detach(), rng=shuffle_rng))
         if regularization is not None:
             reg_total = reg_total + regularization(VAEOutput(enc, z, dec))
     value = -ll_total / n_samples + β * kl - α * (mi_total / n_samples)
@@ -395,31 +385,25 @@ def infomaxloss(vae: VAE, mi: MutualInfoChain, x_in: Any, x_out: Any = None, *,
     to the VAE only; the shuffled codes are detached, so their term gives no gradient.
     """
     _check_pair(vae, mi)
-    x_in_t = _data(vae, x_in, "x_in" if x_out is not None else "x")
+    x_in_t = model_input(vae, x_in, "x_in" if x_out is not None else "x")
     check_mi_batch(n_samples_of(x_in_t, vae.input_shape), "x_in" if x_out is not None else "x")
-    x_out_t = None if x_out is None else _target(vae, x_out, x_in_t)
-    return _infomaxloss_impl(vae, mi, x_in_t, x_out_t, β=β, α=α, n_samples=n_samples,
-                             reconstruction_loglikelihood=reconstruction_loglikelihood,
-                             kl_divergence=kl_divergence, regularization=regularization,
-                             reg_strength=reg_strength, seed=seed, rng=rng, beta=beta, alpha=alpha,
-                             kernels=kernels)
+    x_out_t = None if x_out is None else target_input(vae, x_out, x_in_t)
+    with fused_kernels_for(kernels, x_in_t):
+        return _infomaxloss(vae, mi, x_in_t, x_out_t, β=β, α=α, n_samples=n_samples,
+                            reconstruction_loglikelihood=reconstruction_loglikelihood, kl_divergence=kl_divergence,
+                            regularization=regularization, reg_strength=reg_strength, seed=seed, rng=rng,
+                            beta=beta, alpha=alpha)
 
 
-def _miloss_impl(vae: VAE, mi: MutualInfoChain, x: torch.Tensor, *, regularization: Callable | None = None,
-                 reg_strength: Any = 1.0, seed: int | None = None, rng: Any = None,
-                 kernels: Any = None) -> torch.Tensor:
+def _miloss(vae: VAE, mi: MutualInfoChain, x: torch.Tensor, *, regularization: Callable | None = None,
+            reg_strength: Any = 1.0, seed: int | None = None, rng: Any = None) -> torch.Tensor:
+    """:func:`miloss` on data already converted and checked (its keywords are checked here)."""
     reg_strength = check_weight(reg_strength, "reg_strength")
-    _check_seed(seed)
-    _random.check_rng(rng)
+    check_seed(seed)
+    check_rng(rng)
     with torch.no_grad():
         vo = vae.forward(x, latent=True, rng=rng)
-    z_shuffle = _shuffle(vo.z, seed, rng)
-    bound = mutual_info_bound
-    if kernels is not None:
-        from ..backends.torch_bridge import kernel_functions
-
-        bound = kernel_functions(kernels, x).bound
-    value = -_mi_from_critic(mi, x, vo.z, z_shuffle, bound)
+    value = -_bound(mi, x, vo.z, shuffle_rows(vo.z, rng=rng, seed=seed))
     if regularization is not None:
         value = value + reg_strength * regularization(vo)
     return value
@@ -437,24 +421,42 @@ def miloss(vae: VAE, mi: MutualInfoChain, x: Any, *, regularization: Callable | 
     :func:`infomaxloss`.
     """
     _check_pair(vae, mi)
-    x_t = _data(vae, x, "x")
+    x_t = model_input(vae, x, "x")
     check_mi_batch(n_samples_of(x_t, vae.input_shape))
-    return _miloss_impl(vae, mi, x_t, regularization=regularization, reg_strength=reg_strength,
-                        seed=seed, rng=rng, kernels=kernels)
+    with fused_kernels_for(kernels, x_t):
+        return _miloss(vae, mi, x_t, regularization=regularization, reg_strength=reg_strength, seed=seed, rng=rng)
 
 
 # ----------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------
 
-def _check_optimizers(opt: Any) -> OptimizerPair:
+def _check_optimizers(opt: Any, model: InfoMaxVAE) -> OptimizerPair:
     vae_opt, mi_opt = getattr(opt, "vae", None), getattr(opt, "mi", None)
     if not isinstance(vae_opt, torch.optim.Optimizer) or not isinstance(mi_opt, torch.optim.Optimizer):
         raise TypeError(
             "opt: expected a pair of optimizers with fields vae and mi, as returned by "
             f"autoencoder_toolkit.setup(torch.optim.Adam, model); got {type(opt).__name__}"
         )
+    check_optimizer(vae_opt, model.vae, "model.vae", "opt.vae")
+    check_optimizer(mi_opt, model.mi, "model.mi", "opt.mi")
     return OptimizerPair(vae_opt, mi_opt)
+
+
+def _check_default_keywords(kwargs: Mapping[str, Any], function: str, argument: str) -> None:
+    """Check the keywords of a default loss before any update (values too: they are cheap to check)."""
+    accepted = INFOMAXLOSS_KEYWORDS if function == "infomaxloss" else MILOSS_KEYWORDS
+    check_keywords(function, kwargs, accepted, argument)
+    if function == "infomaxloss":
+        resolve_weight(kwargs.get("β"), kwargs.get("beta"), "β", "beta", 1.0)
+        resolve_weight(kwargs.get("α"), kwargs.get("alpha"), "α", "alpha", 1.0)
+        _check_n_samples(kwargs.get("n_samples", 1))
+    check_weight(kwargs.get("reg_strength", 1.0), "reg_strength")
+    check_seed(kwargs.get("seed"))
+    check_rng(kwargs.get("rng"))
+    for key in ("regularization", "reconstruction_loglikelihood", "kl_divergence"):
+        if kwargs.get(key) is not None and not callable(kwargs[key]):
+            raise TypeError(f"{argument}: {key} must be a function, got {type(kwargs[key]).__name__}")
 
 
 def train_(model: InfoMaxVAE, x: Any, *args: Any,
@@ -480,58 +482,55 @@ def train_(model: InfoMaxVAE, x: Any, *args: Any,
     Returns ``(L_vae, L_mi)`` as floats when ``loss_return`` (nothing printed); otherwise
     prints both when ``verbose`` and returns ``None``.
 
-    ``fused=True`` selects the fast path of :mod:`autoencoder_toolkit.fused` (one VAE
-    forward pass shared by both steps); see its documentation for how it differs.
+    ``fused=True`` selects the fast path of :mod:`autoencoder_toolkit.models.fused` (one
+    VAE forward pass shared by both steps); see its documentation for how it differs.
 
     ``kernels="cupy"`` runs the per-sample terms as fused CuPy kernels inside autograd
-    (model and data on CUDA): it is passed to both losses; with ``fused=True`` the
-    log-likelihood and KL terms are fused (see :mod:`autoencoder_toolkit.backends.torch_bridge`).
+    (model and data on CUDA; see :mod:`autoencoder_toolkit.backends.torch_bridge`).
+
+    Every argument is checked before anything changes.
 
     Raises
     ------
     FloatingPointError
-        If either loss or its gradient is NaN or infinite. Every parameter and optimizer
-        state is then exactly as before the call.
+        If either loss, its gradient or an update is NaN or infinite. Every parameter and
+        optimizer state is then exactly as before the call; the same holds when a loss
+        function raises (the VAE's update, taken before the critic's loss, is undone).
     """
-    x_out, opt = _split_train_args(args, "train_")
-    ddp = None
-    if not isinstance(model, InfoMaxVAE):
-        from ..training.distributed import DistributedInfoMaxVAE
-
-        if not isinstance(model, DistributedInfoMaxVAE):
-            raise TypeError(f"model: expected an InfoMaxVAE, got {type(model).__name__}")
-        ddp, model = model, model.module
-    opt = _check_optimizers(opt)
+    x_out, opt = split_train_args(args, "train_")
+    model_, parallel = unwrap(model)
+    if not isinstance(model_, InfoMaxVAE):
+        raise TypeError(f"model: expected an InfoMaxVAE, got {type(model_).__name__}")
+    opt = _check_optimizers(opt, model_)
     for name, kw in (("infomaxloss_kwargs", infomaxloss_kwargs), ("miloss_kwargs", miloss_kwargs)):
         if kw is not None and not isinstance(kw, Mapping):
             raise TypeError(f"{name}: expected a mapping of keyword arguments, got {type(kw).__name__}")
-    _random.check_rng(rng)
-    vae, mi = model.vae, model.mi
-    x_t = _data(vae, x, "x_in" if x_out is not None else "x", finite=False)
+    for name, fn in (("infomaxloss_function", infomaxloss_function), ("miloss_function", miloss_function)):
+        if not callable(fn):
+            raise TypeError(f"{name}: expected a function, got {type(fn).__name__}")
+    check_rng(rng)
+    vae = model_.vae
+    x_t = model_input(vae, x, "x_in" if x_out is not None else "x", finite=False)
     check_mi_batch(n_samples_of(x_t, vae.input_shape), "x_in" if x_out is not None else "x")
-    x_out_t = None if x_out is None else _target(vae, x_out, x_t, finite=False)
+    x_out_t = None if x_out is None else target_input(vae, x_out, x_t, finite=False)
     vae_kwargs = dict(infomaxloss_kwargs or {})
     mi_kwargs = dict(miloss_kwargs or {})
+    kernels = vae_kwargs.pop("kernels", mi_kwargs.pop("kernels", kernels))
+    check_kernels(kernels, x_t)
     if rng is not None:
         vae_kwargs.setdefault("rng", rng)
         mi_kwargs.setdefault("rng", rng)
-    if kernels is not None and fused:
-        from ..backends.torch_bridge import kernel_functions
-
-        kf = kernel_functions(kernels, x_t, reconstruction_loglikelihood=vae_kwargs.get("reconstruction_loglikelihood"),
-                              kl_divergence=vae_kwargs.get("kl_divergence"))
-        vae_kwargs.update(reconstruction_loglikelihood=kf.loglikelihood, kl_divergence=kf.kl)
-    elif kernels is not None:
-        vae_kwargs.setdefault("kernels", kernels)
-        mi_kwargs.setdefault("kernels", kernels)
+    target = (x_t, "x") if x_out_t is None else (x_out_t, "x_out")
     if fused:
-        from .fused import fused_train_step
-
-        l_vae, l_mi = fused_train_step(model, x_t, x_out_t, opt, vae_kwargs, mi_kwargs,
-                                       infomaxloss_function, miloss_function, ddp=ddp)
+        if infomaxloss_function is not infomaxloss or miloss_function is not miloss:
+            raise ValueError("fused=True computes infomaxloss and miloss itself; custom infomaxloss_function or "
+                             "miloss_function need fused=False")
+        stages = [fused_stage(model_, x_t, x_out_t, opt, vae_kwargs, mi_kwargs, parallel, [target])]
     else:
-        l_vae, l_mi = _faithful_step(model, x_t, x_out_t, opt, vae_kwargs, mi_kwargs,
-                                     infomaxloss_function, miloss_function, ddp=ddp)
+        stages = _faithful_stages(model_, x_t, x_out_t, opt, vae_kwargs, mi_kwargs, infomaxloss_function,
+                                  miloss_function, parallel, target)
+    with fused_kernels_for(kernels, x_t):
+        l_vae, l_mi = run_step(stages)
     if loss_return:
         return l_vae, l_mi
     if verbose:
@@ -540,69 +539,34 @@ def train_(model: InfoMaxVAE, x: Any, *args: Any,
     return None
 
 
-def _direct_call(name: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
-    return fn(*args, **kwargs)
-
-
-def losses_finite(ddp: Any, *values: torch.Tensor) -> bool:
-    """Whether the losses are finite (on every process, when training is distributed)."""
-    if ddp is not None and ddp.context.enabled:
-        return ddp.all_finite(*values)
-    return all(bool(torch.isfinite(v).all()) for v in values)
-
-
-def raise_non_finite(named: Sequence[tuple[torch.Tensor, str]], data: torch.Tensor, data_name: str) -> None:
-    """Raise the error for non-finite losses: this process's own, or another process's."""
-    for value, name in named:
-        check_loss_value(value, name, data, data_name)
-    raise FloatingPointError(
-        "a loss is not finite on another process; no parameter or optimizer state was changed. Lower the "
-        "learning rate, check the data scale, or resume from the last checkpoint"
-    )
-
-
-def _faithful_step(model: InfoMaxVAE, x: torch.Tensor, x_out: torch.Tensor | None, opt: OptimizerPair,
-                   vae_kwargs: dict, mi_kwargs: dict, infomaxloss_function: Callable,
-                   miloss_function: Callable, ddp: Any = None) -> tuple[float, float]:
+def _faithful_stages(model: InfoMaxVAE, x: torch.Tensor, x_out: torch.Tensor | None, opt: OptimizerPair,
+                     vae_kwargs: dict, mi_kwargs: dict, infomaxloss_function: Callable, miloss_function: Callable,
+                     parallel: Any, target: tuple[torch.Tensor, str]) -> list[Stage]:
+    """The reference's order: the VAE's step on infomaxloss, then the critic's on a fresh pass of the updated VAE."""
     vae, mi = model.vae, model.mi
-    call = ddp.call if ddp is not None else _direct_call
-    data_args = (x,) if x_out is None else (x, x_out)
-    target, target_name = (x, "x") if x_out is None else (x_out, "x_out")
-    vae_params = [p for p in vae.parameters() if p.requires_grad]
-    mi_params = [p for p in mi.parameters() if p.requires_grad]
+    vae_fn, mi_fn = infomaxloss_function, miloss_function
+    if infomaxloss_function is infomaxloss:
+        _check_default_keywords(vae_kwargs, "infomaxloss", "infomaxloss_kwargs")
+        vae_fn = _infomaxloss
+    if miloss_function is miloss:
+        _check_default_keywords(mi_kwargs, "miloss", "miloss_kwargs")
+        mi_fn = _miloss
+    data = (x,) if x_out is None else (x, x_out)
 
-    # Step 1: the VAE on infomaxloss; the critic is a constant.
-    fn = _infomaxloss_impl if infomaxloss_function is infomaxloss else infomaxloss_function
-    l_vae = call("vae", fn, vae, mi, *data_args, **vae_kwargs)
-    if ddp is not None and not losses_finite(ddp, l_vae):
-        raise_non_finite([(l_vae, "infomaxloss")], target, target_name)
-    opt.vae.zero_grad(set_to_none=True)
-    l_vae.backward(inputs=vae_params)
-    (v_vae,), grads_ok = read_step([l_vae], vae_params)  # one device sync per update
-    if not math.isfinite(v_vae) or not grads_ok:
-        opt.vae.zero_grad(set_to_none=True)
-        if not math.isfinite(v_vae):
-            raise_non_finite([(l_vae, "infomaxloss")], target, target_name)
-        raise_non_finite_gradient("infomaxloss")
-    update = Update()  # the VAE's step is undone if the critic's step then fails
-    update.step(opt.vae, "the VAE (infomaxloss)")
-    opt.vae.zero_grad(set_to_none=True)
+    def call(name: str, fn: Callable, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return fn(*args, **kwargs) if parallel is None else parallel.call(name, fn, *args, **kwargs)
 
-    # Step 2: the critic on miloss, with a fresh pass of the updated VAE.
-    fn = _miloss_impl if miloss_function is miloss else miloss_function
-    l_mi = call("mi", fn, vae, mi, x, **mi_kwargs)
-    if ddp is not None and not losses_finite(ddp, l_mi):
-        update.rollback()
-        raise_non_finite([(l_mi, "miloss")], x, "x")
-    opt.mi.zero_grad(set_to_none=True)
-    l_mi.backward(inputs=mi_params)
-    (v_mi,), grads_ok = read_step([l_mi], mi_params)
-    if not math.isfinite(v_mi) or not grads_ok:
-        opt.mi.zero_grad(set_to_none=True)
-        update.rollback()
-        if not math.isfinite(v_mi):
-            raise_non_finite([(l_mi, "miloss")], x, "x")
-        raise_non_finite_gradient("miloss")
-    update.step(opt.mi, "the critic (miloss)")
-    opt.mi.zero_grad(set_to_none=True)
-    return v_vae, v_mi
+    def vae_loss() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        value = call("vae", vae_fn, vae, mi, *data, **vae_kwargs)
+        return value, [value]
+
+    def critic_loss() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        value = call("mi", mi_fn, vae, mi, x, **mi_kwargs)
+        return value, [value]
+
+    return [Stage(vae_loss, [(opt.vae, "the VAE (infomaxloss)")], ["infomaxloss"], [target], parallel,
+                  [p for p in vae.parameters() if p.requires_grad]),
+            Stage(critic_loss, [(opt.mi, "the critic (miloss)")], ["miloss"], [(x, "x")], parallel,
+                  [p for p in mi.parameters() if p.requires_grad])]
+
+

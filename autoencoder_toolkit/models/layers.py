@@ -6,12 +6,13 @@ batch ``(B, C, H, W)``. A Julia array ``(D, B)`` or ``(W, H, C, B)`` (column-maj
 the same memory as these C-order arrays.
 
 Each layer can describe itself with :meth:`config` (a JSON-serialisable dict) and be
-rebuilt with :func:`autoencoder_toolkit.serialization.module_from_config`; no pickling is
-involved.
+rebuilt with :func:`autoencoder_toolkit.models.architecture.module_from_config`; no
+pickling is involved.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, Sequence
 
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from .activations import Activation, ActivationLike, get_activation
+from .architecture import child_config, register_builder, to_backend
 
 __all__ = [
     "glorot_uniform",
@@ -175,14 +177,11 @@ class Chain(nn.Sequential):
 
     def to_backend(self, backend: str = "numpy", *, device: Any = None) -> Any:
         """A frozen copy for inference on ``backend`` (``"numpy"``, ``"cupy"``): see :mod:`autoencoder_toolkit.inference`."""
-        from ..inference.frozen import to_backend
-
         return to_backend(self, backend, device=device)
 
     def config(self) -> dict[str, Any]:
-        from .config import module_config
-
-        return {"type": "Chain", "layers": [module_config(m) for m in self]}
+        """JSON description from which :func:`module_from_config` rebuilds the chain."""
+        return {"type": "Chain", "layers": [child_config(m, str(i)) for i, m in enumerate(self)]}
 
 
 class Flatten(nn.Module):
@@ -257,10 +256,7 @@ class ActivationOverDims(nn.Module):
         The axis (Python numbering) to act over.
     """
 
-    _NAMED = {
-        "softmax": lambda x, dim: torch.softmax(x, dim=dim),
-        "logsoftmax": lambda x, dim: torch.log_softmax(x, dim=dim),
-    }
+    _NAMED: dict[str, Callable[..., torch.Tensor]] = {"softmax": torch.softmax, "logsoftmax": torch.log_softmax}
 
     def __init__(self, activation: str | Callable[..., torch.Tensor] = "softmax", dim: int = -1) -> None:
         super().__init__()
@@ -282,7 +278,7 @@ class ActivationOverDims(nn.Module):
                 self.name, self.fn = "logsoftmax", self._NAMED["logsoftmax"]
             else:
                 self.name = None
-                self.fn = lambda x, dim, _f=activation: _f(x, dim=dim)
+                self.fn = functools.partial(_call_over_dim, activation)
         else:
             raise TypeError(f"activation: expected a name or a callable, got {type(activation).__name__}")
         if isinstance(dim, bool) or not isinstance(dim, int):
@@ -290,7 +286,7 @@ class ActivationOverDims(nn.Module):
         self.dim = int(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return self.fn(x, self.dim)
+        return self.fn(x, dim=self.dim)
 
     def extra_repr(self) -> str:
         return f"{self.name or 'custom'}, dim={self.dim}"
@@ -299,6 +295,17 @@ class ActivationOverDims(nn.Module):
         if self.name is None:
             raise TypeError("ActivationOverDims with a custom callable cannot be written to a configuration")
         return {"type": "ActivationOverDims", "activation": self.name, "dim": self.dim}
+
+
+def _call_over_dim(fn: Callable[..., torch.Tensor], x: torch.Tensor, dim: int) -> torch.Tensor:
+    return fn(x, dim=dim)
+
+
+register_builder("Dense", lambda c, build: Dense(c["n_in"], c["n_out"], c["activation"], bias=c.get("bias", True)))
+register_builder("Chain", lambda c, build: Chain(*(build(child) for child in c["layers"])))
+register_builder("Flatten", lambda c, build: Flatten())
+register_builder("Reshape", lambda c, build: Reshape(*c["shape"]))
+register_builder("ActivationOverDims", lambda c, build: ActivationOverDims(c["activation"], c["dim"]))
 
 
 def dense_chain(sizes: Sequence[int], activations: Sequence[ActivationLike],

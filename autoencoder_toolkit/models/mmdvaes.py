@@ -92,14 +92,15 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
-from torch import nn
 
-from ..random import draws as _random
-from .construction import CheckedModule
-from ..backends import array_namespace
+from ..backends import array_namespace, normal_like
+from ..random.draws import check_rng
+from .architecture import Component
+from .checks import check_keywords, merge_alias, model_input, split_train_args, target_input
 from .decoders import decoder_loglikelihood
 from .encoders import encoder_kl
-from .vaes import VAE, _data, _split_train_args, _target, optimizer_step, prepare_step, report_step
+from .step import Stage, run_step
+from .vaes import VAE, check_optimizer, report_step
 
 __all__ = ["MMDVAE", "gaussian_kernel", "mmd_div", "logP_mmd_ratio", "loss", "train_"]
 
@@ -123,23 +124,14 @@ def _as_real(value: Any, name: str) -> float:
     return v
 
 
-def _merge_alias(primary: Any, alias: Any, primary_name: str, alias_name: str) -> tuple[Any, str]:
-    """Merge a Unicode keyword (``λ``) with its ASCII alias (``lambda_``)."""
-    if alias is not None:
-        if primary is not None and primary is not alias:
-            raise TypeError(f"{primary_name} and {alias_name} are the same keyword; pass only one of them")
-        return alias, alias_name
-    return primary, primary_name
-
-
 def _resolve_real(primary: Any, alias: Any, primary_name: str, alias_name: str, default: float) -> float:
-    value, name = _merge_alias(primary, alias, primary_name, alias_name)
+    value, name = merge_alias(primary, alias, primary_name, alias_name)
     return default if value is None else _as_real(value, name)
 
 
 def _resolve_positive(primary: Any, alias: Any, primary_name: str, alias_name: str,
                       default: float | None) -> float | None:
-    value, name = _merge_alias(primary, alias, primary_name, alias_name)
+    value, name = merge_alias(primary, alias, primary_name, alias_name)
     if value is None:
         return default
     v = _as_real(value, name)
@@ -278,13 +270,14 @@ def mmd_div(x: Any, y: Any, *, kernel: Callable[..., Any] = gaussian_kernel,
 # The model
 # ----------------------------------------------------------------------------------
 
-class MMDVAE(CheckedModule):
+class MMDVAE(Component):
     """An MMD-VAE (InfoVAE): ``MMDVAE(vae)`` around a :class:`~autoencoder_toolkit.vaes.VAE`.
 
-    The model is the VAE itself; only the loss differs (:func:`loss`). Calling
-    ``mmdvae(x, latent=False, rng=None)`` is the VAE's forward pass: the decoder's output,
-    or with ``latent=True`` the named tuple ``VAEOutput(encoder, z, decoder)``. One noise
-    draw of ``z``'s shape is taken from ``rng``.
+    The model is the VAE itself; only the loss differs (:func:`loss`).
+    ``mmdvae(x, latent=False, rng=None)`` (a tensor ``x``) is the VAE's forward pass: the
+    decoder's output, or with ``latent=True`` the named tuple ``VAEOutput(encoder, z,
+    decoder)``. One noise draw of ``z``'s shape is taken from ``rng``. :meth:`encode`,
+    :meth:`decode`, :meth:`reconstruct` and :meth:`sample` are the VAE's.
 
     ``autoencoder_toolkit.setup(torch.optim.Adam, mmdvae)`` gives one optimizer over all
     the VAE's parameters.
@@ -299,7 +292,7 @@ class MMDVAE(CheckedModule):
         self.vae = vae
 
     @property
-    def input_shape(self) -> tuple[int, ...] | None:  # type: ignore[override]
+    def input_shape(self) -> tuple[int, ...] | None:
         """Per-sample shape of the data, when known."""
         return self.vae.input_shape
 
@@ -308,19 +301,24 @@ class MMDVAE(CheckedModule):
         """Number of latent dimensions, when known."""
         return self.vae.latent_dim
 
-    def __call__(self, x: Any, latent: bool = False, rng: Any = None) -> Any:  # type: ignore[override]
-        x_t = self._check_input(x)
-        _random.check_rng(rng)
-        return nn.Module.__call__(self, x_t, latent=latent, rng=rng)
-
     def forward(self, x: torch.Tensor, latent: bool = False, rng: Any = None) -> Any:  # noqa: D102
         return self.vae.forward(x, latent=latent, rng=rng)
 
-    def to_backend(self, backend: str = "numpy", *, device: Any = None) -> Any:
-        """A frozen copy of the VAE for inference on ``backend`` (``"numpy"``, ``"cupy"``): see :mod:`autoencoder_toolkit.inference`."""
-        from ..inference.frozen import to_backend
+    def encode(self, x: Any, *, sample: bool = False, rng: Any = None) -> Any:
+        """The VAE's :meth:`~autoencoder_toolkit.vaes.VAE.encode`."""
+        return self.vae.encode(x, sample=sample, rng=rng)
 
-        return to_backend(self, backend, device=device)
+    def decode(self, z: Any) -> Any:
+        """The VAE's :meth:`~autoencoder_toolkit.vaes.VAE.decode`."""
+        return self.vae.decode(z)
+
+    def reconstruct(self, x: Any, *, sample: bool = False, rng: Any = None) -> Any:
+        """The VAE's :meth:`~autoencoder_toolkit.vaes.VAE.reconstruct`."""
+        return self.vae.reconstruct(x, sample=sample, rng=rng)
+
+    def sample(self, n: int, *, rng: Any = None) -> torch.Tensor:
+        """The VAE's :meth:`~autoencoder_toolkit.vaes.VAE.sample`."""
+        return self.vae.sample(n, rng=rng)
 
 
 def _check_model(mmdvae: Any) -> None:
@@ -341,7 +339,7 @@ def _as_point_set(z: torch.Tensor) -> torch.Tensor:
 def _prior_sample(q: torch.Tensor, n: int, rng: Any) -> torch.Tensor:
     """``n`` standard normal points of ``q``'s dimension, dtype and device (no gradient)."""
     like = torch.empty((n, q.shape[1]), dtype=q.dtype, device=q.device)
-    return _random.normal_like(like, rng).detach()
+    return normal_like(like, rng).detach()
 
 
 def _forward_terms(mmdvae: MMDVAE, x_in: torch.Tensor, x_out: torch.Tensor, n_latent_samples: int,
@@ -375,10 +373,10 @@ def logP_mmd_ratio(mmdvae: MMDVAE, x: Any, *, n_latent_samples: int = 100,
     MMD estimate is 0).
     """
     _check_model(mmdvae)
-    x_t = _data(mmdvae, x, "x")
+    x_t = model_input(mmdvae, x, "x")
     n = _check_count(n_latent_samples, "n_latent_samples")
     kw = _check_kernel(kernel, kernel_kwargs)
-    _random.check_rng(rng)
+    check_rng(rng)
     _, ll, mmd = _forward_terms(mmdvae, x_t, x_t, n, kernel, kw, reconstruction_loglikelihood, {}, rng)
     return torch.abs(ll / mmd)
 
@@ -395,12 +393,16 @@ def _loss_impl(mmdvae: MMDVAE, x_in: torch.Tensor, x_out: torch.Tensor | None = 
     σ = _resolve_positive(σ, sigma, "σ", "sigma", None)
     n = _check_count(n_latent_samples, "n_latent_samples")
     kw = _check_kernel(kernel, kernel_kwargs)
-    _random.check_rng(rng)
+    check_rng(rng)
     ll_kwargs = {} if σ is None else {"σ": σ}
     out, ll, mmd = _forward_terms(mmdvae, x_in, x_in if x_out is None else x_out, n, kernel, kw,
                                   reconstruction_loglikelihood, ll_kwargs, rng)
     kl = torch.mean(kl_divergence(mmdvae.vae.encoder, out.encoder))
     return -ll + (1 - α) * kl + (λ + α - 1) * mmd
+
+
+_LOSS_KEYWORDS = ("σ", "sigma", "λ", "lambda_", "α", "alpha", "n_latent_samples", "kernel", "kernel_kwargs",
+                  "reconstruction_loglikelihood", "kl_divergence", "rng")
 
 
 def loss(mmdvae: MMDVAE, x_in: Any, x_out: Any = None, *, σ: float | None = None,
@@ -444,11 +446,11 @@ def loss(mmdvae: MMDVAE, x_in: Any, x_out: Any = None, *, σ: float | None = Non
         ``f(encoder, encoder_output) -> (B,)``; default :func:`~autoencoder_toolkit.encoders.encoder_kl`.
     rng:
         Source of the draws, in order: the noise ``(B, L)``, then the prior sample
-        ``(M, L)`` (see :mod:`autoencoder_toolkit._random`).
+        ``(M, L)`` (see :mod:`autoencoder_toolkit.random.draws`).
     """
     _check_model(mmdvae)
-    x_in_t = _data(mmdvae, x_in, "x_in" if x_out is not None else "x")
-    x_out_t = None if x_out is None else _target(mmdvae.vae, x_out, x_in_t)
+    x_in_t = model_input(mmdvae, x_in, "x_in" if x_out is not None else "x")
+    x_out_t = None if x_out is None else target_input(mmdvae.vae, x_out, x_in_t)
     return _loss_impl(mmdvae, x_in_t, x_out_t, σ=σ, λ=λ, α=α, n_latent_samples=n_latent_samples,
                       kernel=kernel, kernel_kwargs=kernel_kwargs,
                       reconstruction_loglikelihood=reconstruction_loglikelihood,
@@ -480,13 +482,29 @@ def train_(mmdvae: MMDVAE, x: Any, *args: Any, loss_function: Callable = loss,
         If the loss or its gradient is NaN or infinite; parameters and optimizer state are
         unchanged.
     """
-    x_out, opt = _split_train_args(args, "train_")
+    x_out, opt = split_train_args(args, "train_")
     _check_model(mmdvae)
+    check_optimizer(opt, mmdvae, "mmdvae")
     if not callable(loss_function):
         raise TypeError(f"loss_function: expected a function, got {type(loss_function).__name__}")
-    _random.check_rng(rng)
-    kwargs, data_args = prepare_step(mmdvae, mmdvae.vae, x, x_out, opt, loss_kwargs, "mmdvae", rng=rng)
-    fn = _loss_impl if loss_function is loss else loss_function
-    result = optimizer_step(mmdvae, fn, data_args, kwargs, opt, "the MMD-VAE loss")
-    return report_step(result, loss_return, verbose)
+    if loss_kwargs is not None and not isinstance(loss_kwargs, Mapping):
+        raise TypeError(f"loss_kwargs: expected a mapping of keyword arguments, got {type(loss_kwargs).__name__}")
+    check_rng(rng)
+    kwargs = dict(loss_kwargs or {})
+    if rng is not None:
+        kwargs.setdefault("rng", rng)
+    fn = loss_function
+    if loss_function is loss:
+        check_keywords("loss", kwargs, _LOSS_KEYWORDS, "loss_kwargs")
+        fn = _loss_impl
+    x_t = model_input(mmdvae, x, "x_in" if x_out is not None else "x", finite=False)
+    data = (x_t,) if x_out is None else (x_t, target_input(mmdvae.vae, x_out, x_t, finite=False))
 
+    def compute() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        value = fn(mmdvae, *data, **kwargs)
+        return value, [value]
+
+    blame = [(data[0], "x_in")] if x_out is not None else []
+    blame.append((data[-1], "x" if x_out is None else "x_out"))
+    (result,) = run_step([Stage(compute, [(opt, "the MMD-VAE loss")], ["the MMD-VAE loss"], blame)])
+    return report_step(result, loss_return, verbose)

@@ -8,6 +8,8 @@ import torch
 from torch import nn
 
 from ..outputs import OptimizerPair
+from .infomaxvaes import InfoMaxVAE
+from .step import unwrap
 
 __all__ = ["setup"]
 
@@ -33,14 +35,9 @@ def setup(optimizer_class: Callable[..., torch.optim.Optimizer], model: nn.Modul
         )
     if not callable(optimizer_class):
         raise TypeError(f"optimizer_class: expected an optimizer class, got {type(optimizer_class).__name__}")
-    from ..training.distributed import DistributedInfoMaxVAE
-
-    if isinstance(model, DistributedInfoMaxVAE):
-        model = model.module
+    model, _ = unwrap(model)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    from .infomaxvaes import InfoMaxVAE
-
     if isinstance(model, InfoMaxVAE):
         return OptimizerPair(
             optimizer_class(model.vae.parameters(), **optimizer_kwargs),

@@ -1,32 +1,71 @@
-"""The checked parameter update shared by every ``train_``: all or nothing.
+"""The one checked optimizer step, shared by every ``train_``: all or nothing.
 
-A training step reads its losses and checks that every gradient is finite in one device
-synchronisation (:func:`read_step`), then updates through an :class:`Update`: each
-optimizer's step is taken after a snapshot of its parameters and state, and the result is
-checked. When an update overflows (a parameter or a state tensor such as Adam's second
-moment becomes NaN or infinite), every optimizer stepped in the same :class:`Update` is
-rolled back and ``FloatingPointError`` is raised, so a failing step leaves the model and
-its optimizers exactly as they were.
+A training step is a sequence of :class:`Stage` s. Each stage computes a loss (or a
+surrogate whose gradient is the losses'), differentiates it with respect to its
+parameters, reads the loss values and checks that they and every gradient are finite in
+one device synchronisation (:func:`read_step`), then steps its optimizers through an
+:class:`Update`, which snapshots each optimizer's parameters and state first and checks
+the result: an update that overflows (a parameter or a state tensor such as Adam's
+second moment becomes NaN or infinite) is undone.
+
+:func:`run_step` runs the stages in order. If anything fails, a non-finite loss,
+gradient or update, or an exception raised by a user's loss function after an earlier
+stage updated its optimizer, every update of the step is rolled back and the error
+propagates: a failing step leaves the model and its optimizers exactly as they were.
+
+The single-optimizer steps (VAE, MMD-VAE) are one stage; the InfoMax-VAE's faithful step
+is two (the VAE's, then the critic's on the updated VAE); its fused step is one stage
+with two optimizers. Under data-parallel training (a :class:`ParallelModel`) the losses
+run inside its DistributedDataParallel modules and the finiteness check is collective.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
+from torch import nn
 
-__all__ = ["all_finite", "read_step", "raise_non_finite_gradient", "Update"]
+from .checks import check_finite
+
+__all__ = ["all_finite", "read_step", "Update", "Stage", "run_step", "ParallelModel", "unwrap"]
 
 _ADVICE = "Lower the learning rate, check the data scale, or resume from the last checkpoint"
+
+
+class ParallelModel:
+    """A model wrapped for data-parallel training (see :mod:`autoencoder_toolkit.training.distributed`).
+
+    ``module`` is the wrapped model; ``call(name, fn, *args, **kwargs)`` runs a loss
+    function inside the DistributedDataParallel module named ``name`` (so that its
+    backward pass averages the gradients across processes); ``all_finite(*values)``
+    tells whether the values are finite on every process.
+    """
+
+    module: nn.Module
+
+    def call(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def all_finite(self, *values: torch.Tensor) -> bool:  # pragma: no cover
+        raise NotImplementedError
+
+
+def unwrap(model: Any) -> tuple[Any, ParallelModel | None]:
+    """``(model, None)``, or ``(the wrapped model, the wrapper)`` for a :class:`ParallelModel`."""
+    if isinstance(model, ParallelModel):
+        return model.module, model
+    return model, None
 
 
 def _max_abs(tensors: Iterable[torch.Tensor]) -> torch.Tensor | None:
     """The largest ``|x|`` over all elements of ``tensors`` as a 0-d float64 tensor (NaN if any is NaN).
 
     Exact: no sum is formed, so large finite values never overflow into a false alarm.
-    ``None`` when there is no element to check.
+    One fused reduction per device and dtype. ``None`` when there is no element to check.
     """
     ts = [t.detach() for t in tensors if t.is_floating_point() and t.numel() > 0]
     if not ts:
@@ -52,13 +91,6 @@ def read_step(values: Sequence[torch.Tensor], params: Sequence[torch.Tensor]) ->
     m = torch.zeros((), dtype=torch.float64, device=device) if m is None else m.to(device)
     out = torch.stack([v.detach().reshape(()).to(torch.float64) for v in values] + [m]).tolist()
     return out[:-1], math.isfinite(out[-1])
-
-
-def raise_non_finite_gradient(name: str) -> None:
-    """The error for a finite loss whose gradient is NaN or infinite."""
-    raise FloatingPointError(
-        f"the gradient of {name} is not finite; no parameter or optimizer state was changed. {_ADVICE}"
-    )
 
 
 def _state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -95,8 +127,7 @@ class Update:
     ``update.step(opt, name)`` snapshots ``opt``'s parameters and state, steps it and
     checks that its parameters and state are still finite; if not, it rolls back every
     optimizer stepped so far in this update and raises ``FloatingPointError`` naming
-    ``name``. :meth:`rollback` undoes all steps taken (a later failure of the same
-    training step, e.g. the critic's loss after the VAE's update).
+    ``name``. :meth:`rollback` undoes all steps taken.
     """
 
     def __init__(self) -> None:
@@ -119,3 +150,92 @@ class Update:
         """Restore every optimizer stepped in this update, most recent first."""
         while self._snapshots:
             self._snapshots.pop().restore()
+
+
+@dataclass
+class Stage:
+    """One differentiate-check-update part of a training step.
+
+    Attributes
+    ----------
+    compute:
+        ``() -> (to_differentiate, values)``: the tensor to differentiate and the loss
+        values to check and report (often the same single loss).
+    optimizers:
+        The optimizers stepped with the resulting gradients, named for messages.
+    names:
+        The names of ``values`` in messages (``"infomaxloss"``, ...).
+    data:
+        ``(tensor, name)`` pairs to blame in a clearer ``ValueError`` when a loss is not
+        finite because the data are not.
+    parallel:
+        The :class:`ParallelModel` the losses ran in, for a collective finiteness check.
+    """
+
+    compute: Callable[[], tuple[torch.Tensor, Sequence[torch.Tensor]]]
+    optimizers: Sequence[tuple[torch.optim.Optimizer, str]]
+    names: Sequence[str]
+    data: Sequence[tuple[torch.Tensor, str]] = ()
+    parallel: ParallelModel | None = None
+    params: list[torch.Tensor] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.params:
+            self.params = [p for opt, _ in self.optimizers for g in opt.param_groups for p in g["params"]
+                           if p.requires_grad]
+
+
+def _not_finite(stage: Stage, values: Sequence[torch.Tensor]) -> FloatingPointError:
+    """The error for non-finite losses: blaming the data when they are the cause.
+
+    When this process's losses are all finite, another process's were not.
+    """
+    for tensor, name in stage.data:
+        check_finite(tensor, name)  # a clearer ValueError
+    for value, name in zip(values, stage.names):
+        if not bool(torch.isfinite(value.detach()).all()):
+            return FloatingPointError(f"{name} is {float(value.detach())} (not finite); no parameter or optimizer "
+                                      f"state was changed. {_ADVICE}")
+    what = "a loss" if len(stage.names) > 1 else stage.names[0]
+    return FloatingPointError(f"{what} is not finite on another process; no parameter or optimizer state was "
+                              f"changed. {_ADVICE}")
+
+
+def _zero(stage: Stage) -> None:
+    for opt, _ in stage.optimizers:
+        opt.zero_grad(set_to_none=True)
+
+
+def run_step(stages: Sequence[Stage]) -> list[float]:
+    """Run the stages of one training step; returns every stage's loss values, in order.
+
+    Raises ``FloatingPointError`` (a non-finite loss, gradient or update) or whatever a
+    loss function raised, in every case after rolling back all updates of the step.
+    """
+    update = Update()
+    results: list[float] = []
+    try:
+        for stage in stages:
+            target, values = stage.compute()
+            if stage.parallel is not None and not stage.parallel.all_finite(*values):
+                raise _not_finite(stage, values)
+            _zero(stage)
+            target.backward(inputs=stage.params)
+            numbers, grads_ok = read_step(values, stage.params)  # the stage's one device sync
+            if not all(math.isfinite(v) for v in numbers):
+                _zero(stage)
+                raise _not_finite(stage, values)
+            if not grads_ok:
+                _zero(stage)
+                raise FloatingPointError(f"the gradient of {' or '.join(stage.names)} is not finite; no parameter "
+                                         f"or optimizer state was changed. {_ADVICE}")
+            for opt, name in stage.optimizers:
+                update.step(opt, name)
+            _zero(stage)
+            results.extend(numbers)
+    except BaseException:
+        update.rollback()
+        for stage in stages:
+            _zero(stage)
+        raise
+    return results

@@ -14,23 +14,23 @@ averaged over the batch. ``β`` weighs the KL term (``β = 1``: the ELBO; ``β >
 
 from __future__ import annotations
 
-import math
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import torch
-from torch import nn
 
-from ..random import draws as _random
-from .step import Update, raise_non_finite_gradient, read_step
-from .construction import CheckedModule, call_unchecked
-from .checks import as_model_input, check_finite, check_sample_shape, check_weight, module_device_dtype
-from ..backends import array_namespace
-from .decoders import AbstractVariationalDecoder, decoder_loglikelihood
-from ..densities import reparameterize_with_noise
-from .encoders import AbstractVariationalEncoder, encoder_kl
+from ..backends import normal_like
+from ..backends.torch_bridge import check_kernels, fused_kernels_for
+from ..distributions import GaussianLogParams, GaussianParams
 from ..outputs import VAEOutput
+from ..random.draws import check_rng
+from .architecture import Component, register_composition
+from .checks import (check_keywords, check_weight, model_input, resolve_weight, same_kind, split_train_args,
+                     target_input)
+from .decoders import AbstractVariationalDecoder, decoder_loglikelihood
+from .encoders import AbstractVariationalEncoder, encoder_kl
+from .step import Stage, run_step, unwrap
 
-__all__ = ["reparameterize", "VAE", "loss", "train_", "resolve_weight"]
+__all__ = ["reparameterize", "VAE", "loss", "train_", "resolve_weight", "report_step"]
 
 
 def reparameterize(*args: Any, log: bool = True, rng: Any = None, noise: Any = None) -> Any:
@@ -42,7 +42,7 @@ def reparameterize(*args: Any, log: bool = True, rng: Any = None, noise: Any = N
       ``σ`` holds ``logσ``), else ``μ + ε ⊙ σ``, with ``ε ~ N(0, I)`` of ``μ``'s shape;
     * ``reparameterize(encoder, encoder_output, rng=None)``: the encoder's own rule.
 
-    ``ε`` is drawn from ``rng`` (see :mod:`autoencoder_toolkit._random`; a
+    ``ε`` is drawn from ``rng`` (see :mod:`autoencoder_toolkit.random.draws`; a
     ``juliarng`` stream gives Julia's ``randn(Float32, L, B)``), or taken from
     ``noise`` when given. It is a constant for gradients. NumPy, torch and CuPy arrays
     are accepted.
@@ -52,36 +52,22 @@ def reparameterize(*args: Any, log: bool = True, rng: Any = None, noise: Any = N
     if len(args) != 2:
         raise TypeError("reparameterize: expected (μ, σ) or (encoder, encoder_output)")
     μ, σ = args
-    xp = array_namespace(μ, σ, noise, names=("μ", "σ", "noise"))
-    if tuple(μ.shape) != tuple(σ.shape):
+    if tuple(getattr(μ, "shape", ())) != tuple(getattr(σ, "shape", ())):
         raise ValueError(f"σ: expected the shape of μ {tuple(μ.shape)}, got {tuple(σ.shape)}")
-    if noise is None:
-        noise = _random.normal_like(μ, rng)
-    elif tuple(noise.shape) != tuple(μ.shape):
-        raise ValueError(f"noise: expected the shape of μ {tuple(μ.shape)}, got {tuple(noise.shape)}")
-    if isinstance(noise, torch.Tensor):
-        noise = noise.detach()
-    return reparameterize_with_noise(μ, σ, noise, log=log)
+    check_rng(rng)
+    return (GaussianLogParams(μ, σ) if log else GaussianParams(μ, σ)).rsample(rng, noise=noise)
 
 
-def resolve_weight(primary: Any, alias: Any, primary_name: str, alias_name: str, default: float) -> float:
-    """Merge a Unicode keyword (``β``) with its ASCII alias (``beta``) and validate it."""
-    name = primary_name
-    if alias is not None:
-        if primary is not None and primary is not alias:
-            raise TypeError(f"{primary_name} and {alias_name} are the same keyword; pass only one of them")
-        primary, name = alias, alias_name
-    if primary is None:
-        primary = default
-    return check_weight(primary, name)
-
-
-class VAE(CheckedModule):
+class VAE(Component):
     """A variational autoencoder: ``VAE(encoder, decoder)`` or ``encoder * decoder``.
 
-    Calling ``vae(x, latent=False, rng=None)`` encodes ``x``, draws one latent sample
-    ``z`` and decodes it. It returns the decoder's output (e.g. ``Probabilities(p)``), or
-    with ``latent=True`` the named tuple ``VAEOutput(encoder, z, decoder)``.
+    ``vae(x, latent=False, rng=None)`` (a tensor ``x`` on the model's device) encodes
+    ``x``, draws one latent sample ``z`` and decodes it. It returns the decoder's output
+    (e.g. ``Bernoulli(p)``), or with ``latent=True`` the named tuple
+    ``VAEOutput(encoder, z, decoder)``.
+
+    For data of any kind (a NumPy array, a tensor, a CuPy array), checked and without
+    gradient: :meth:`encode`, :meth:`decode`, :meth:`reconstruct` and :meth:`sample`.
     """
 
     _config_fields = ("encoder", "decoder")
@@ -105,7 +91,7 @@ class VAE(CheckedModule):
         self.decoder = decoder
 
     @property
-    def input_shape(self) -> tuple[int, ...] | None:  # type: ignore[override]
+    def input_shape(self) -> tuple[int, ...] | None:
         """Per-sample shape of the data, when the encoder knows it."""
         return getattr(self.encoder, "input_shape", None)
 
@@ -114,65 +100,76 @@ class VAE(CheckedModule):
         """Number of latent dimensions, when known."""
         return getattr(self.encoder, "latent_dim", None) or self.decoder.latent_dim
 
-    def to_backend(self, backend: str = "numpy", *, device: Any = None) -> Any:
-        """A frozen copy for inference on ``backend`` (``"numpy"``, ``"cupy"``): see :mod:`autoencoder_toolkit.inference`."""
-        from ..inference.frozen import to_backend
-
-        return to_backend(self, backend, device=device)
-
     def forward(self, x: torch.Tensor, latent: bool = False, rng: Any = None) -> Any:  # noqa: D102
-        enc = call_unchecked(self.encoder, x)
+        enc = self.encoder(x)
         z = self.encoder.reparameterize(enc, rng=rng)
-        dec = call_unchecked(self.decoder, z)
+        dec = self.decoder(z)
         if latent:
             return VAEOutput(enc, z, dec)
         return dec
 
+    # -- using a trained model (checked input, no gradient, the input's array kind out) ------------
+    @torch.no_grad()
+    def encode(self, x: Any, *, sample: bool = False, rng: Any = None) -> Any:
+        """The latent means ``μ(x)``, ``(B, L)`` (one sample: ``(L,)``); with ``sample=True`` a draw ``z ~ q(z|x)``."""
+        t = model_input(self, x, "x")
+        check_rng(rng)
+        out = self.encoder(t)
+        z = self.encoder.reparameterize(out, rng=rng) if sample else self.encoder.distribution(out).mean
+        return same_kind(z, x)
 
-def _data(model: nn.Module, x: Any, name: str, *, finite: bool = True) -> torch.Tensor:
-    """Boundary conversion and checks of a data argument against ``model``'s input shape."""
-    device, dtype = module_device_dtype(model)
-    t = as_model_input(x, name, device, dtype)
-    check_sample_shape(t, name, getattr(model, "input_shape", None))
-    if finite:
-        check_finite(t, name)
-    return t
+    @torch.no_grad()
+    def decode(self, z: Any) -> Any:
+        """The decoder's output distribution for codes ``z`` (its fields of ``z``'s array kind)."""
+        t = model_input(self.decoder, z, "z")
+        out = self.decoder(t)
+        return type(out)(*(same_kind(f, z) for f in out))
+
+    @torch.no_grad()
+    def reconstruct(self, x: Any, *, sample: bool = False, rng: Any = None) -> Any:
+        """The mean of ``p(x | z)`` at the latent mean ``z = μ(x)`` (with ``sample=True``, at a draw of ``z``)."""
+        t = model_input(self, x, "x")
+        check_rng(rng)
+        out = self.encoder(t)
+        z = self.encoder.reparameterize(out, rng=rng) if sample else self.encoder.distribution(out).mean
+        return same_kind(self.decoder.distribution(self.decoder(z)).mean, x)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, rng: Any = None) -> torch.Tensor:
+        """``n`` samples from the model: the decoder's mean at ``n`` codes drawn from the prior ``N(0, I)``."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n: expected a positive number of samples, got {n!r}")
+        if self.latent_dim is None:
+            raise TypeError("sample: the latent dimension of this model is not known")
+        check_rng(rng)
+        p = next(iter(self.parameters()))
+        z = normal_like(torch.empty((n, self.latent_dim), dtype=p.dtype, device=p.device), rng)
+        return self.decoder.distribution(self.decoder(z)).mean
 
 
-def _target(vae: VAE, x_out: Any, x_in: torch.Tensor, name: str = "x_out", *, finite: bool = True) -> torch.Tensor:
-    device, dtype = module_device_dtype(vae)
-    t = as_model_input(x_out, name, device, dtype)
-    out_shape = getattr(vae.decoder, "output_shape", None)
-    batched_in = x_in.ndim >= 2 if vae.input_shape is None else x_in.ndim == len(vae.input_shape) + 1
-    if out_shape is not None:
-        check_sample_shape(t, name, out_shape)
-    if batched_in and (t.ndim == 0 or t.shape[0] != x_in.shape[0]):
-        raise ValueError(f"{name}: expected {x_in.shape[0]} samples like x_in, got shape {tuple(t.shape)}")
-    if finite:
-        check_finite(t, name)
-    return t
+register_composition(AbstractVariationalEncoder, AbstractVariationalDecoder, VAE)
 
 
-def _loss_core(vae: VAE, x_in: torch.Tensor, x_out: torch.Tensor, β: float,
-               reconstruction_loglikelihood: Callable, kl_divergence: Callable,
-               reg_function: Callable | None, reg_kwargs: Mapping[str, Any], reg_strength: float,
-               rng: Any, kernels: Any = None) -> torch.Tensor:
-    if kernels is None:
-        out = vae.forward(x_in, latent=True, rng=rng)
-    else:  # the per-sample terms through the fused CuPy kernels
-        from ..backends.torch_bridge import kernel_functions
+_LOSS_KEYWORDS = ("β", "beta", "reconstruction_loglikelihood", "kl_divergence", "reg_function", "reg_kwargs",
+                  "reg_strength", "rng", "kernels")
 
-        kf = kernel_functions(kernels, x_in, x_out, reconstruction_loglikelihood=reconstruction_loglikelihood,
-                              kl_divergence=kl_divergence)
-        reconstruction_loglikelihood, kl_divergence = kf.loglikelihood, kf.kl
-        enc = call_unchecked(vae.encoder, x_in)
-        z = kf.reparameterize(vae.encoder, enc, rng)
-        out = VAEOutput(enc, z, call_unchecked(vae.decoder, z))
-    ll = reconstruction_loglikelihood(x_out, out.z, vae.decoder, out.decoder)
+
+def _loss(vae: VAE, x_in: torch.Tensor, x_out: torch.Tensor | None = None, *, β: Any = None,
+          reconstruction_loglikelihood: Callable = decoder_loglikelihood, kl_divergence: Callable = encoder_kl,
+          reg_function: Callable | None = None, reg_kwargs: Mapping[str, Any] | None = None,
+          reg_strength: Any = 1.0, rng: Any = None, beta: Any = None) -> torch.Tensor:
+    """:func:`loss` on data already converted and checked (its keywords are checked here)."""
+    β = resolve_weight(β, beta, "β", "beta", 1.0)
+    reg_strength = check_weight(reg_strength, "reg_strength")
+    if reg_kwargs is not None and not isinstance(reg_kwargs, Mapping):
+        raise TypeError(f"reg_kwargs: expected a mapping of keyword arguments, got {type(reg_kwargs).__name__}")
+    check_rng(rng)
+    out = vae.forward(x_in, latent=True, rng=rng)
+    ll = reconstruction_loglikelihood(x_in if x_out is None else x_out, out.z, vae.decoder, out.decoder)
     kl = kl_divergence(vae.encoder, out.encoder)
     value = -torch.mean(ll) + β * torch.mean(kl)
     if reg_function is not None:
-        value = value + reg_strength * reg_function(out, **dict(reg_kwargs))
+        value = value + reg_strength * reg_function(out, **dict(reg_kwargs or {}))
     return value
 
 
@@ -204,106 +201,18 @@ def loss(vae: VAE, x_in: Any, x_out: Any = None, *, β: float | None = None,
         ``None`` (torch's own operations) or ``"cupy"``: the reparameterisation, the
         log-likelihood and the KL term run as fused CuPy kernels inside autograd
         (:mod:`autoencoder_toolkit.backends.torch_bridge`); needs the model on CUDA.
+
+    The value is computed in the model's precision: for extreme inputs (codes whose
+    ``exp(logσ)`` passes the float32 range) it can be infinite or NaN.
     """
     if not isinstance(vae, VAE):
         raise TypeError(f"vae: expected a VAE, got {type(vae).__name__}")
-    x_in_t = _data(vae, x_in, "x_in" if x_out is not None else "x")
-    x_out_t = x_in_t if x_out is None else _target(vae, x_out, x_in_t)
-    return _loss_impl(vae, x_in_t, x_out_t, β=β, beta=beta,
-                      reconstruction_loglikelihood=reconstruction_loglikelihood,
-                      kl_divergence=kl_divergence, reg_function=reg_function, reg_kwargs=reg_kwargs,
-                      reg_strength=reg_strength, rng=rng, kernels=kernels)
-
-
-def _loss_impl(vae: VAE, x_in: torch.Tensor, x_out: torch.Tensor | None = None, *, β: Any = None,
-               reconstruction_loglikelihood: Callable = decoder_loglikelihood,
-               kl_divergence: Callable = encoder_kl, reg_function: Callable | None = None,
-               reg_kwargs: Mapping[str, Any] | None = None, reg_strength: Any = 1.0, rng: Any = None,
-               beta: Any = None, kernels: Any = None) -> torch.Tensor:
-    """:func:`loss` on data already converted and checked (keywords are still checked)."""
-    β = resolve_weight(β, beta, "β", "beta", 1.0)
-    reg_strength = check_weight(reg_strength, "reg_strength")
-    if reg_kwargs is not None and not isinstance(reg_kwargs, Mapping):
-        raise TypeError(f"reg_kwargs: expected a mapping of keyword arguments, got {type(reg_kwargs).__name__}")
-    _random.check_rng(rng)
-    return _loss_core(vae, x_in, x_in if x_out is None else x_out, β, reconstruction_loglikelihood,
-                      kl_divergence, reg_function, reg_kwargs or {}, reg_strength, rng, kernels)
-
-
-def _split_train_args(args: tuple, fname: str) -> tuple[Any, Any]:
-    if len(args) == 1:
-        return None, args[0]
-    if len(args) == 2:
-        return args[0], args[1]
-    raise TypeError(f"{fname}: expected (model, x, opt) or (model, x_in, x_out, opt), got {len(args) + 1} positional arguments")
-
-
-def check_loss_value(value: torch.Tensor, name: str, data: torch.Tensor, data_name: str) -> None:
-    """Raise ``FloatingPointError`` if a loss is NaN or infinite, blaming the data if it is."""
-    if bool(torch.isfinite(value).all()):
-        return
-    check_finite(data, data_name)  # a clearer ValueError when the data are the cause
-    raise FloatingPointError(
-        f"{name} is {float(value.detach())} (not finite); no parameter or optimizer state was changed. "
-        "Lower the learning rate, check the data scale, or resume from the last checkpoint"
-    )
-
-
-def train_(vae: VAE, x: Any, *args: Any, loss_function: Callable = loss,
-           loss_kwargs: Mapping[str, Any] | None = None, verbose: bool = False,
-           loss_return: bool = False, rng: Any = None, kernels: str | None = None) -> float | None:
-    """One optimisation step of a VAE, in place: ``train_(vae, x, opt)`` or ``train_(vae, x_in, x_out, opt)``.
-
-    Computes ``loss_function(vae, x, **loss_kwargs)`` (or with ``x_in, x_out``), its
-    gradient with respect to the VAE's parameters, and takes one step of ``opt`` (a
-    ``torch.optim.Optimizer``, e.g. from :func:`autoencoder_toolkit.setup`).
-
-    ``kernels="cupy"`` is passed to the loss (see :func:`loss`).
-
-    Returns the loss before the step as a float when ``loss_return`` (nothing is
-    printed then); otherwise prints ``Loss: ...`` when ``verbose`` and returns ``None``.
-
-    Raises
-    ------
-    FloatingPointError
-        If the loss or its gradient is NaN or infinite; parameters and optimizer state are
-        unchanged.
-    """
-    x_out, opt = _split_train_args(args, "train_")
-    ddp = None
-    if not isinstance(vae, VAE):
-        from ..training.distributed import DistributedInfoMaxVAE
-
-        if not (isinstance(vae, DistributedInfoMaxVAE) and isinstance(vae.module, VAE)):
-            raise TypeError(f"vae: expected a VAE, got {type(vae).__name__}")
-        ddp, vae = vae, vae.module
-    kwargs, data_args = prepare_step(vae, vae, x, x_out, opt, loss_kwargs, "vae", rng=rng, kernels=kernels)
-    fn = _loss_impl if loss_function is loss else loss_function
-    result = optimizer_step(vae, fn, data_args, kwargs, opt, "the VAE loss", ddp=ddp)
-    return report_step(result, loss_return, verbose)
-
-
-def prepare_step(model: nn.Module, vae: VAE, x: Any, x_out: Any, opt: Any, loss_kwargs: Any, owner: str,
-                 **defaults: Any) -> tuple[dict[str, Any], tuple]:
-    """The checked keyword arguments and data of a single-optimizer ``train_`` call.
-
-    Checks ``opt`` (named after ``owner`` in the message) and ``loss_kwargs``; each of
-    ``defaults`` that is not ``None`` is added to the keywords unless ``loss_kwargs`` names
-    it. The data are read through ``model`` and the target (``x_out``) through ``vae``.
-    Shared by the VAE and MMD-VAE ``train_``.
-    """
-    if not isinstance(opt, torch.optim.Optimizer):
-        raise TypeError(f"opt: expected a torch.optim.Optimizer (e.g. setup(torch.optim.Adam, {owner})), "
-                        f"got {type(opt).__name__}")
-    if loss_kwargs is not None and not isinstance(loss_kwargs, Mapping):
-        raise TypeError(f"loss_kwargs: expected a mapping of keyword arguments, got {type(loss_kwargs).__name__}")
-    kwargs = dict(loss_kwargs or {})
-    for key, value in defaults.items():
-        if value is not None:
-            kwargs.setdefault(key, value)
-    x_t = _data(model, x, "x_in" if x_out is not None else "x", finite=False)
-    data_args = (x_t,) if x_out is None else (x_t, _target(vae, x_out, x_t, finite=False))
-    return kwargs, data_args
+    x_in_t = model_input(vae, x_in, "x_in" if x_out is not None else "x")
+    x_out_t = None if x_out is None else target_input(vae, x_out, x_in_t)
+    with fused_kernels_for(kernels, x_in_t):
+        return _loss(vae, x_in_t, x_out_t, β=β, beta=beta, reconstruction_loglikelihood=reconstruction_loglikelihood,
+                     kl_divergence=kl_divergence, reg_function=reg_function, reg_kwargs=reg_kwargs,
+                     reg_strength=reg_strength, rng=rng)
 
 
 def report_step(result: float, loss_return: bool, verbose: bool) -> float | None:
@@ -315,39 +224,68 @@ def report_step(result: float, loss_return: bool, verbose: bool) -> float | None
     return None
 
 
-def optimizer_step(model: nn.Module, loss_fn: Callable, data_args: tuple, kwargs: Mapping[str, Any],
-                   opt: torch.optim.Optimizer, name: str, ddp: Any = None) -> float:
-    """``loss_fn(model, *data_args, **kwargs)``, checked, differentiated, and one step of ``opt``.
+def check_optimizer(opt: Any, model: torch.nn.Module, owner: str, name: str = "opt") -> torch.optim.Optimizer:
+    """``opt`` if it is a torch optimizer holding exactly ``model``'s trainable parameters; else a clear error."""
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise TypeError(f"{name}: expected a torch.optim.Optimizer (e.g. setup(torch.optim.Adam, {owner})), "
+                        f"got {type(opt).__name__}")
+    held = {id(p) for g in opt.param_groups for p in g["params"]}
+    wanted = {id(p) for p in model.parameters() if p.requires_grad}
+    if held != wanted:
+        missing, foreign = len(wanted - held), len(held - wanted)
+        raise ValueError(f"{name}: the optimizer does not hold the parameters of this {owner} ({missing} of its "
+                         f"{len(wanted)} trainable parameters are missing, {foreign} others are held); build it "
+                         f"with setup(torch.optim.Adam, {owner})")
+    return opt
 
-    Shared by the single-optimizer ``train_`` functions (VAE, MMD-VAE). Raises
-    ``FloatingPointError`` (naming ``name``), changing nothing, if the loss, its gradient
-    or the update is not finite; with ``ddp`` (a distributed wrapper) the loss runs inside its DDP module
-    and the finiteness check is collective. Returns the loss as a float.
+
+def train_(vae: VAE, x: Any, *args: Any, loss_function: Callable = loss,
+           loss_kwargs: Mapping[str, Any] | None = None, verbose: bool = False,
+           loss_return: bool = False, rng: Any = None, kernels: str | None = None) -> float | None:
+    """One optimisation step of a VAE, in place: ``train_(vae, x, opt)`` or ``train_(vae, x_in, x_out, opt)``.
+
+    Computes ``loss_function(vae, x, **loss_kwargs)`` (or with ``x_in, x_out``), its
+    gradient with respect to the VAE's parameters, and takes one step of ``opt`` (a
+    ``torch.optim.Optimizer``, e.g. from :func:`autoencoder_toolkit.setup`).
+
+    ``kernels="cupy"`` runs the loss's per-sample terms as fused CuPy kernels (see :func:`loss`).
+
+    Returns the loss before the step as a float when ``loss_return`` (nothing is
+    printed then); otherwise prints ``Loss: ...`` when ``verbose`` and returns ``None``.
+
+    Raises
+    ------
+    FloatingPointError
+        If the loss, its gradient or the update is NaN or infinite; parameters and
+        optimizer state are unchanged.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    if ddp is not None:
-        value = ddp.call("vae", loss_fn, model, *data_args, **kwargs)
-        if not ddp.all_finite(value):
-            _raise_for_loss(value, name, data_args)
-    else:
-        value = loss_fn(model, *data_args, **kwargs)
-    opt.zero_grad(set_to_none=True)
-    value.backward(inputs=params)
-    (result,), grads_ok = read_step([value], params)
-    if not math.isfinite(result) or not grads_ok:
-        opt.zero_grad(set_to_none=True)
-        if not math.isfinite(result):
-            _raise_for_loss(value, name, data_args)
-        raise_non_finite_gradient(name)
-    Update().step(opt, name)
-    opt.zero_grad(set_to_none=True)
-    return result
+    x_out, opt = split_train_args(args, "train_")
+    model, parallel = unwrap(vae)
+    if not isinstance(model, VAE):
+        raise TypeError(f"vae: expected a VAE, got {type(model).__name__}")
+    check_optimizer(opt, model, "vae")
+    if not callable(loss_function):
+        raise TypeError(f"loss_function: expected a function, got {type(loss_function).__name__}")
+    if loss_kwargs is not None and not isinstance(loss_kwargs, Mapping):
+        raise TypeError(f"loss_kwargs: expected a mapping of keyword arguments, got {type(loss_kwargs).__name__}")
+    check_rng(rng)
+    kwargs = dict(loss_kwargs or {})
+    if rng is not None:
+        kwargs.setdefault("rng", rng)
+    fn = loss_function
+    if loss_function is loss:
+        check_keywords("loss", kwargs, _LOSS_KEYWORDS, "loss_kwargs")
+        fn = _loss
+    x_t = model_input(model, x, "x_in" if x_out is not None else "x", finite=False)
+    data = (x_t,) if x_out is None else (x_t, target_input(model, x_out, x_t, finite=False))
+    check_kernels(kernels, x_t)
 
+    def compute() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        value = fn(model, *data, **kwargs) if parallel is None else parallel.call("vae", fn, model, *data, **kwargs)
+        return value, [value]
 
-def _raise_for_loss(value: torch.Tensor, name: str, data_args: tuple) -> None:
-    if len(data_args) == 2:
-        check_finite(data_args[0], "x_in")  # a clearer ValueError when the data are the cause
-    check_loss_value(value, name, data_args[-1], "x" if len(data_args) == 1 else "x_out")
-    raise FloatingPointError(f"{name} is not finite on another process; no parameter or optimizer state "
-                             "was changed. Lower the learning rate, check the data scale, or resume from "
-                             "the last checkpoint")
+    blame = [(data[0], "x_in")] if x_out is not None else []
+    blame.append((data[-1], "x" if x_out is None else "x_out"))
+    with fused_kernels_for(kernels, x_t):
+        (result,) = run_step([Stage(compute, [(opt, "the VAE loss")], ["the VAE loss"], blame, parallel)])
+    return report_step(result, loss_return, verbose)

@@ -1,34 +1,43 @@
-"""Random draws for every ``rng=`` argument of the package.
+"""The random draws behind every ``rng=`` argument of the package, in one place.
 
 An ``rng`` may be
 
-* ``None``: the library's default generator for the array kind (torch's global
+* ``None``: the default generator of the array kind being drawn for (torch's global
   generator for tensors, a fresh ``numpy.random.default_rng()`` for NumPy arrays,
-  CuPy's global generator for CuPy arrays);
-* a ``torch.Generator``;
-* a ``numpy.random.Generator``;
-* a Julia-compatible stream from :mod:`autoencoder_toolkit.juliarng`
+  CuPy's global generator for CuPy arrays; see
+  :meth:`autoencoder_toolkit.backends.Backend.standard_normal`);
+* a ``torch.Generator``, a ``numpy.random.Generator`` or a ``cupy.random`` generator;
+* a Julia-compatible stream from :mod:`autoencoder_toolkit.random.juliarng`
   (``MersenneTwister``, ``Xoshiro``, ``seed_``), which yields exactly the numbers Julia
-  draws for the same seed: Gaussian noise as ``randn(Float32, L, B)`` and permutations as
-  ``shuffle(rng, 1:B)``.
+  draws for the same seed: Gaussian noise as ``randn(Float32, L, B)`` and permutations
+  as ``shuffle(rng, 1:B)``;
+* a stream of given draws, :class:`PresetDraws`, or any object with ``noise(shape)``
+  and ``permutation(n)`` methods (the distributed stream of
+  :mod:`autoencoder_toolkit.training.distributed` is one).
 
-An integer ``seed`` for a permutation means ``MersenneTwister(seed)``, as in the
-reference implementation's ``shuffle_latent(z; seed)``.
+:func:`normal` and :func:`permutation` draw from such a generator in *its own* library
+(a torch generator gives a tensor on its device, every other one a NumPy array); the
+array backends convert the result to the kind, dtype and device asked for. The same
+generator therefore gives the same numbers whatever array kind the draw is for. An
+integer ``seed`` for a permutation means ``MersenneTwister(seed)``
+(:func:`seeded_permutation`), as in the reference's ``shuffle_latent(z; seed)``.
+
+This module imports neither torch nor CuPy.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Union
 
 import numpy as np
-import torch
 
-from ..backends import array_kind
+from . import juliarng
 
-__all__ = ["RNGLike", "PresetDraws", "normal_like", "permutation_like", "shuffle_rows", "check_rng",
-           "is_julia_rng"]
+__all__ = ["RNGLike", "PresetDraws", "check_rng", "check_seed", "is_julia_rng", "is_torch_generator",
+           "is_stream", "normal", "permutation", "seeded_permutation"]
 
-RNGLike = Union[None, torch.Generator, np.random.Generator, Any]
+RNGLike = Union[None, np.random.Generator, Any]
 
 
 class PresetDraws:
@@ -73,26 +82,31 @@ class PresetDraws:
         return value.astype(np.int64)
 
 
-def _custom(rng: Any) -> bool:
-    """Streams that implement ``noise(shape)`` and ``permutation(n)`` themselves."""
-    return isinstance(rng, PresetDraws) or (hasattr(rng, "noise") and hasattr(rng, "permutation")
-                                            and not isinstance(rng, (torch.Generator, np.random.Generator)))
+def is_torch_generator(rng: Any) -> bool:
+    """Whether ``rng`` is a ``torch.Generator`` (without importing torch)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(rng, torch.Generator)
 
 
 def is_julia_rng(rng: Any) -> bool:
-    """Whether ``rng`` is a stream from :mod:`autoencoder_toolkit.juliarng`."""
-    if rng is None or isinstance(rng, (torch.Generator, np.random.Generator)):
-        return False
-    from . import juliarng
-
+    """Whether ``rng`` is a stream from :mod:`autoencoder_toolkit.random.juliarng`."""
     return isinstance(rng, juliarng.JuliaRNG)
+
+
+def _is_cupy_generator(rng: Any) -> bool:
+    return type(rng).__module__.startswith("cupy")
+
+
+def is_stream(rng: Any) -> bool:
+    """Whether ``rng`` supplies its own draws (``noise(shape)`` and ``permutation(n)``)."""
+    return (isinstance(rng, PresetDraws) or hasattr(rng, "noise") and hasattr(rng, "permutation")
+            and not isinstance(rng, np.random.Generator) and not is_torch_generator(rng))
 
 
 def check_rng(rng: Any, argument: str = "rng") -> None:
     """Raise ``TypeError`` unless ``rng`` is one of the accepted generator kinds."""
-    if rng is None or isinstance(rng, (torch.Generator, np.random.Generator)) or is_julia_rng(rng) or _custom(rng):
-        return
-    if type(rng).__module__.startswith("cupy"):
+    if (rng is None or isinstance(rng, np.random.Generator) or is_torch_generator(rng) or is_julia_rng(rng)
+            or is_stream(rng) or _is_cupy_generator(rng)):
         return
     hint = ""
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
@@ -104,133 +118,53 @@ def check_rng(rng: Any, argument: str = "rng") -> None:
     )
 
 
-def _julia_normal(rng: Any, shape: tuple[int, ...]) -> np.ndarray:
-    from . import juliarng
-
-    # Julia fills randn(Float32, dims...) column-major; the batch-first C-order array of
-    # the reversed shape has the same memory, so a row-major fill of `shape` is exact.
-    return juliarng.randn(rng, *shape, dtype=np.float32)
+def check_seed(seed: Any, argument: str = "seed") -> None:
+    """Raise ``TypeError`` unless ``seed`` is ``None`` or an integer."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise TypeError(f"{argument}: expected an integer or None, got {type(seed).__name__}")
 
 
-def normal_like(like: Any, rng: RNGLike = None) -> Any:
-    """Standard normal draws with the shape, kind, dtype and device of ``like``."""
-    shape = tuple(like.shape)
-    kind = array_kind(like)
-    if rng is not None and not isinstance(rng, (torch.Generator, np.random.Generator)) and _custom(rng):
-        return _as_kind(rng.noise(shape), like, float_dtype=True)
-    if kind == "torch":
-        if rng is None:
-            return torch.randn(shape, dtype=like.dtype, device=like.device)
-        if isinstance(rng, torch.Generator):
-            if rng.device == like.device:
-                return torch.randn(shape, dtype=like.dtype, device=like.device, generator=rng)
-            return torch.randn(shape, dtype=like.dtype, device=rng.device, generator=rng).to(like.device)
-        if isinstance(rng, np.random.Generator):
-            return torch.from_numpy(rng.standard_normal(shape, dtype=np.float32)).to(like.device, like.dtype)
-        if is_julia_rng(rng):
-            return torch.from_numpy(_julia_normal(rng, shape)).to(like.device, like.dtype)
-    elif kind == "numpy":
-        dtype = like.dtype if like.dtype in (np.float32, np.float64) else np.float32
-        if rng is None:
-            rng = np.random.default_rng()
-        if isinstance(rng, np.random.Generator):
-            return rng.standard_normal(shape, dtype=dtype)
-        if isinstance(rng, torch.Generator):
-            return torch.randn(shape, generator=rng, dtype=torch.float32).numpy().astype(dtype, copy=False)
-        if is_julia_rng(rng):
-            return _julia_normal(rng, shape).astype(dtype, copy=False)
-    elif kind == "cupy":
-        import cupy
+def normal(rng: Any, shape: tuple[int, ...]) -> Any:
+    """float32 standard normal draws of ``shape`` from ``rng``, in ``rng``'s own library.
 
-        if rng is None:
-            return cupy.random.standard_normal(shape, dtype=like.dtype)
-        if is_julia_rng(rng):
-            return cupy.asarray(_julia_normal(rng, shape), dtype=like.dtype)
-        if isinstance(rng, np.random.Generator):
-            return cupy.asarray(rng.standard_normal(shape, dtype=np.float32), dtype=like.dtype)
-        if isinstance(rng, torch.Generator):
-            return cupy.asarray(torch.randn(shape, generator=rng).numpy(), dtype=like.dtype)
-        if hasattr(rng, "standard_normal"):
-            return rng.standard_normal(shape, dtype=like.dtype)
-    check_rng(rng)
-    raise TypeError(f"cannot draw noise for an array of kind {kind!r}")
-
-
-def _julia_permutation(n: int, rng: Any) -> np.ndarray:
-    from . import juliarng
-
-    return np.asarray(juliarng.shuffle(rng, range(n)), dtype=np.int64)
-
-
-def permutation_like(n: int, like: Any, rng: RNGLike = None, seed: int | None = None) -> Any:
-    """A uniformly random permutation of ``0..n-1`` as an index array of ``like``'s kind.
-
-    With ``seed`` set, the permutation is Julia's ``shuffle(MersenneTwister(seed), 1:n)``
-    (minus one), whatever ``rng`` is.
+    A torch generator gives a tensor on its device, a CuPy generator a CuPy array, every
+    other generator a NumPy array. A Julia stream fills the C-order array row by row,
+    which is Julia's column-major fill of ``randn(Float32, reversed(shape)...)``.
     """
-    if seed is not None:
-        from . import juliarng
-
-        rng = juliarng.MersenneTwister(int(seed), julia=juliarng.DEFAULT_JULIA)
-    kind = array_kind(like)
-    if rng is not None and not isinstance(rng, (torch.Generator, np.random.Generator)) and _custom(rng):
-        return _as_kind(rng.permutation(n), like, float_dtype=False)
-    if kind == "torch":
-        device = like.device
-        if rng is None:
-            return torch.randperm(n, device=device)
-        if isinstance(rng, torch.Generator):
-            return torch.randperm(n, generator=rng, device=rng.device).to(device)
-        if isinstance(rng, np.random.Generator):
-            return torch.from_numpy(rng.permutation(n).astype(np.int64)).to(device)
-        if is_julia_rng(rng):
-            return torch.from_numpy(_julia_permutation(n, rng)).to(device)
-    elif kind == "numpy":
-        if rng is None:
-            rng = np.random.default_rng()
-        if isinstance(rng, np.random.Generator):
-            return rng.permutation(n).astype(np.int64)
-        if isinstance(rng, torch.Generator):
-            return torch.randperm(n, generator=rng).numpy()
-        if is_julia_rng(rng):
-            return _julia_permutation(n, rng)
-    elif kind == "cupy":
-        import cupy
-
-        if rng is None:
-            return cupy.random.permutation(n).astype(cupy.int64)
-        if is_julia_rng(rng):
-            return cupy.asarray(_julia_permutation(n, rng))
-        if isinstance(rng, np.random.Generator):
-            return cupy.asarray(rng.permutation(n).astype(np.int64))
-        if isinstance(rng, torch.Generator):
-            return cupy.asarray(torch.randperm(n, generator=rng).numpy())
-        if hasattr(rng, "permutation"):
-            return rng.permutation(n).astype(cupy.int64)
+    shape = tuple(int(s) for s in shape)
+    if isinstance(rng, np.random.Generator):
+        return rng.standard_normal(shape, dtype=np.float32)
+    if is_julia_rng(rng):
+        return juliarng.randn(rng, *shape, dtype=np.float32)
+    if is_torch_generator(rng):
+        torch = sys.modules["torch"]
+        return torch.randn(shape, generator=rng, dtype=torch.float32, device=rng.device)
+    if _is_cupy_generator(rng) and hasattr(rng, "standard_normal"):
+        return rng.standard_normal(shape, dtype="float32")
+    if is_stream(rng):
+        return rng.noise(shape)
     check_rng(rng)
-    raise TypeError(f"cannot draw a permutation for an array of kind {kind!r}")
+    raise TypeError(f"rng: {type(rng).__name__} cannot draw noise")
 
 
-def _as_kind(value: Any, like: Any, *, float_dtype: bool) -> Any:
-    """``value`` as an array of ``like``'s kind and device (and dtype, for noise)."""
-    kind = array_kind(like)
-    if kind == "torch":
-        t = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
-        return t.to(device=like.device, dtype=like.dtype if float_dtype else torch.int64)
-    if kind == "cupy":
-        import cupy
+def permutation(rng: Any, n: int) -> Any:
+    """A uniformly random permutation of ``0..n-1`` (int64) from ``rng``, in ``rng``'s own library."""
+    n = int(n)
+    if isinstance(rng, np.random.Generator):
+        return rng.permutation(n).astype(np.int64)
+    if is_julia_rng(rng):
+        return np.asarray(juliarng.shuffle(rng, range(n)), dtype=np.int64)
+    if is_torch_generator(rng):
+        torch = sys.modules["torch"]
+        return torch.randperm(n, generator=rng, device=rng.device)
+    if _is_cupy_generator(rng) and hasattr(rng, "permutation"):
+        return rng.permutation(n).astype("int64")
+    if is_stream(rng):
+        return rng.permutation(n)
+    check_rng(rng)
+    raise TypeError(f"rng: {type(rng).__name__} cannot draw a permutation")
 
-        return cupy.asarray(value, dtype=like.dtype if float_dtype else cupy.int64)
-    arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-    return arr.astype(like.dtype if float_dtype else np.int64, copy=False)
 
-
-def shuffle_rows(z: Any, rng: RNGLike = None, seed: int | None = None) -> Any:
-    """``z`` with its rows (samples) permuted: ``z[perm]``.
-
-    A stream that shuffles codes itself (one with a ``shuffle_rows(z)`` method, such as
-    the distributed stream that permutes across processes) does so unless ``seed`` is set.
-    """
-    if seed is None and rng is not None and hasattr(rng, "shuffle_rows"):
-        return rng.shuffle_rows(z)
-    return z[permutation_like(z.shape[0], z, rng=rng, seed=seed)]
+def seeded_permutation(seed: int, n: int) -> np.ndarray:
+    """Julia's ``shuffle(MersenneTwister(seed), 1:n)``, 0-based (the reference's ``shuffle_latent(z; seed)``)."""
+    return permutation(juliarng.MersenneTwister(int(seed), julia=juliarng.DEFAULT_JULIA), n)

@@ -53,6 +53,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+
+from ..models.infomaxvaes import InfoMaxVAE
+from ..models.step import ParallelModel
+from ..models.vaes import VAE
 
 __all__ = [
     "DistributedContext",
@@ -239,7 +244,7 @@ class _LossModule(nn.Module):
         return fn(*args, **kwargs)
 
 
-class DistributedInfoMaxVAE:
+class DistributedInfoMaxVAE(ParallelModel):
     """A model prepared for data-parallel training (see :func:`wrap`).
 
     ``module`` is the wrapped :class:`~autoencoder_toolkit.infomaxvaes.InfoMaxVAE` or
@@ -257,8 +262,6 @@ class DistributedInfoMaxVAE:
 
     def _wrapper(self, name: str) -> DistributedDataParallel:
         if name not in self._wrappers:
-            from ..models.vaes import VAE
-
             if isinstance(self.module, VAE):
                 target = {"vae": self.module}[name]
             else:
@@ -298,9 +301,6 @@ def wrap(model: nn.Module, context: DistributedContext | None = None, **ddp_kwar
     broadcasts rank 0's parameters, so every process starts from the same weights).
     Extra keywords go to ``DistributedDataParallel``.
     """
-    from ..models.infomaxvaes import InfoMaxVAE
-    from ..models.vaes import VAE
-
     if not isinstance(model, (InfoMaxVAE, VAE)):
         raise TypeError(f"model: expected an InfoMaxVAE or a VAE, got {type(model).__name__}")
     context = context or current_context()
@@ -327,8 +327,6 @@ def shard_batches(n: int, batch_size: int, context: DistributedContext | None = 
     that all processes take the same number of equal-sized steps. Indices are sorted
     within a batch, so memory-mapped data are read forwards.
     """
-    from torch.utils.data import DistributedSampler
-
     context = context or current_context()
     sampler = DistributedSampler(range(n), num_replicas=context.world_size, rank=context.rank,
                                  shuffle=shuffle, seed=seed, drop_last=True)

@@ -36,8 +36,20 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-from ..data.datasets import iterate_minibatches, read_batch
+from ..data.datasets import iterate_minibatches
+from ..data.splits import DataSplit
+from ..evaluation.metrics import elbo_terms, mutual_info_estimate
+from ..io.files import CheckpointError
+from ..models import infomaxvaes, mmdvaes, vaes
+from ..models.decoders import BernoulliDecoder, SimpleGaussianDecoder
+from ..models.encoders import JointGaussianLogEncoder
+from ..models.infomaxvaes import InfoMaxVAE, MutualInfoChain
+from ..models.mmdvaes import MMDVAE
+from ..models.step import ParallelModel
+from ..models.optim import setup
+from . import distributed as dist_mod
 
 __all__ = [
     "DataSplit",
@@ -50,85 +62,7 @@ __all__ = [
     "set_learning_rate",
     "held_out_losses",
     "fit",
-    "RunDirectory",
-    "RunDirectoryError",
-    "METRICS_COLUMNS",
 ]
-
-
-# ----------------------------------------------------------------------------------
-# Data
-# ----------------------------------------------------------------------------------
-
-@dataclass(frozen=True, eq=False)
-class DataSplit:
-    """Rows of an array that form a training or held-out split.
-
-    Attributes
-    ----------
-    x:
-        ``(N, *sample_shape)`` array; a memory map stays on disk.
-    index:
-        Sorted ``int64`` rows of ``x`` in the split, or ``None`` for every row.
-    labels:
-        ``(n,)`` labels of the split's rows (in split order), or ``None``.
-    """
-
-    x: np.ndarray
-    index: np.ndarray | None = None
-    labels: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        if getattr(self.x, "ndim", 0) < 2:
-            raise ValueError(f"x: expected an array of shape (N, *sample_shape), got "
-                             f"{getattr(self.x, 'shape', type(self.x).__name__)}")
-        if self.labels is not None and len(self.labels) != len(self):
-            raise ValueError(f"labels: expected {len(self)} labels (one per row of the split), got {len(self.labels)}")
-
-    def __len__(self) -> int:
-        return int(self.x.shape[0]) if self.index is None else int(self.index.shape[0])
-
-    @property
-    def sample_shape(self) -> tuple[int, ...]:
-        """Shape of one sample."""
-        return tuple(int(s) for s in self.x.shape[1:])
-
-    def read(self, positions: slice | np.ndarray) -> np.ndarray:
-        """The samples at ``positions`` of the split as a writable ``float32`` array."""
-        rows = positions if self.index is None else self.index[positions]
-        arr = read_batch(self.x, rows, dtype=np.float32)
-        return arr if arr.flags.writeable else arr.copy()
-
-    def materialize(self) -> np.ndarray:
-        """The whole split in memory (for small data only)."""
-        return self.read(slice(0, len(self)))
-
-    def view(self) -> "_SplitView":
-        """An array-like over the split that reads batches on demand (for the metrics)."""
-        return _SplitView(self)
-
-
-class _SplitView:
-    """``shape`` and slicing over a :class:`DataSplit`, so that batch readers see one array."""
-
-    def __init__(self, split: DataSplit) -> None:
-        self._split = split
-        self.shape = (len(split), *split.sample_shape)
-        self.ndim = len(self.shape)
-        self.dtype = np.dtype(np.float32)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, item: Any) -> np.ndarray:
-        if isinstance(item, slice):
-            return self._split.read(slice(*item.indices(self.shape[0])))
-        idx = np.asarray(item)
-        return self._split.read(idx)
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        arr = self._split.materialize()
-        return arr if dtype is None else arr.astype(dtype)
 
 
 # ----------------------------------------------------------------------------------
@@ -148,10 +82,6 @@ def mlp_model(kind: str, sample_shape: Sequence[int], latent_dim: int, hidden: S
 
     Images ``(C, H, W)`` are flattened by the encoder and critic and reshaped by the decoder.
     """
-    from ..models.decoders import BernoulliDecoder, SimpleGaussianDecoder
-    from ..models.encoders import JointGaussianLogEncoder
-    from ..models.infomaxvaes import InfoMaxVAE, MutualInfoChain
-
     shape = tuple(int(s) for s in sample_shape)
     n_input: Any = shape[0] if len(shape) == 1 else shape
     hidden = [int(h) for h in hidden]
@@ -175,8 +105,6 @@ def mlp_model(kind: str, sample_shape: Sequence[int], latent_dim: int, hidden: S
 
 def make_optimizers(model: nn.Module, lr: float) -> Any:
     """Adam with learning rate ``lr``: an ``OptimizerPair`` for an InfoMaxVAE, else one optimizer."""
-    from ..models.optim import setup
-
     return setup(torch.optim.Adam, model, lr=float(lr))
 
 
@@ -196,8 +124,6 @@ def set_learning_rate(opt: Any, lr: float) -> None:
 
 def loss_kwargs_for(model: nn.Module, alpha: float, beta: float) -> dict[str, float]:
     """``{"β": beta, "α": alpha}`` for an InfoMaxVAE, ``{"β": beta}`` for a VAE."""
-    from ..models.infomaxvaes import InfoMaxVAE
-
     if isinstance(model, InfoMaxVAE):
         return {"β": float(beta), "α": float(alpha)}
     return {"β": float(beta)}
@@ -254,8 +180,6 @@ class TrainingState:
     @classmethod
     def from_checkpoint(cls, state: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> "TrainingState":
         """The inverse of :meth:`to_checkpoint`."""
-        from .checkpoints import CheckpointError
-
         try:
             gen = torch.Generator()
             gen.set_state(tensors["rng/torch"].to(torch.uint8))
@@ -300,9 +224,6 @@ def held_out_losses(model: nn.Module, data: DataSplit, loss_kwargs: Mapping[str,
     training objective on the held-out data. Randomness comes from a generator seeded
     by ``(seed, epoch)``.
     """
-    from ..models.infomaxvaes import InfoMaxVAE
-    from ..evaluation.metrics import elbo_terms, mutual_info_estimate
-
     gen = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
     view = data.view()
     terms = elbo_terms(model, view, batch_size=batch_size, rng=gen)
@@ -322,13 +243,13 @@ def held_out_losses(model: nn.Module, data: DataSplit, loss_kwargs: Mapping[str,
 
 def _train_step(model: Any, xb: torch.Tensor, opt: Any, loss_kwargs: Mapping[str, float],
                 rng: Any, fused: bool) -> tuple[float, float]:
-    from ..models import infomaxvaes, vaes
-
-    if isinstance(getattr(model, "module", model), infomaxvaes.InfoMaxVAE):
-        if fused:
-            return infomaxvaes.train_(model, xb, opt, infomaxloss_kwargs=loss_kwargs, loss_return=True,
-                                      rng=rng, fused=True)
-        return infomaxvaes.train_(model, xb, opt, infomaxloss_kwargs=loss_kwargs, loss_return=True, rng=rng)
+    """One step of the model's ``train_``: ``(loss, critic loss)`` (NaN for a model without a critic)."""
+    module = model.module if isinstance(model, ParallelModel) else model
+    if isinstance(module, InfoMaxVAE):
+        return infomaxvaes.train_(model, xb, opt, infomaxloss_kwargs=loss_kwargs, loss_return=True, rng=rng,
+                                  fused=fused)
+    if isinstance(module, MMDVAE):
+        return mmdvaes.train_(model, xb, opt, loss_kwargs=loss_kwargs, loss_return=True, rng=rng), math.nan
     return vaes.train_(model, xb, opt, loss_kwargs=loss_kwargs, loss_return=True, rng=rng), math.nan
 
 
@@ -388,10 +309,6 @@ def fit(model: nn.Module, data: DataSplit, opt: Any, *, epochs: int, batch_size:
     TrainingDiverged
         When a loss is NaN or infinite (nothing is written by this function).
     """
-    from tqdm.auto import tqdm
-
-    from . import distributed as dist_mod
-
     ctx = context or dist_mod.DistributedContext()
     world = ctx.world_size if ctx.enabled else 1
     n = len(data)
@@ -400,8 +317,6 @@ def fit(model: nn.Module, data: DataSplit, opt: Any, *, epochs: int, batch_size:
     if batch_size * world > n:
         raise ValueError(f"batch_size: {batch_size} per process × {world} process(es) is larger than the {n} "
                          f"training samples; use a batch size of at most {n // world}")
-    from ..models.infomaxvaes import InfoMaxVAE
-
     has_critic = isinstance(model, InfoMaxVAE)
     device = next(iter(model.parameters())).device
     global_batch = batch_size * world
@@ -463,146 +378,3 @@ def fit(model: nn.Module, data: DataSplit, opt: Any, *, epochs: int, batch_size:
         if world > 1:
             step_model.close()
     return state
-
-
-# ----------------------------------------------------------------------------------
-# Run directories
-# ----------------------------------------------------------------------------------
-
-RUN_FORMAT = "autoencoder_toolkit.run"
-
-#: Columns of ``metrics.csv``, in order (blank where a value does not apply).
-METRICS_COLUMNS = ("epoch", "step", "loss", "critic_loss", "mi", "mi_std", "test_loss", "test_reconstruction",
-                   "test_kl", "test_mi", "lr", "seconds")
-
-
-class RunDirectoryError(ValueError):
-    """A folder that is not a usable run directory; the message says why."""
-
-
-class RunDirectory:
-    """The files of one training run.
-
-    Layout::
-
-        config.json          the run's settings and the model architecture (JSON)
-        checkpoint/          model.safetensors, optimizer.safetensors, state.json
-                             (see autoencoder_toolkit.checkpoints for the crash-safe scheme)
-        metrics.csv          one row per epoch (METRICS_COLUMNS)
-        evaluation.json      held-out metrics after training (autoencoder_toolkit.metrics)
-        summary.txt          the summary printed at the end of training
-        figures/loss.png, figures/mutual_info.png, figures/latent.png
-
-    Every file is written atomically.
-    """
-
-    CONFIG = "config.json"
-    METRICS = "metrics.csv"
-    EVALUATION = "evaluation.json"
-    SUMMARY = "summary.txt"
-    FIGURES = "figures"
-
-    def __init__(self, path: Any) -> None:
-        from pathlib import Path
-
-        self.path = Path(path)
-
-    # -- creation and opening ------------------------------------------------------
-    @classmethod
-    def is_run(cls, path: Any) -> bool:
-        """Whether ``path`` holds a ``config.json`` written for a run."""
-        import json
-        from pathlib import Path
-
-        cfg = Path(path) / cls.CONFIG
-        try:
-            return json.loads(cfg.read_text(encoding="utf-8")).get("format") == RUN_FORMAT
-        except (OSError, ValueError, AttributeError):
-            return False
-
-    @classmethod
-    def open(cls, path: Any) -> "RunDirectory":
-        """An existing run directory; :class:`RunDirectoryError` if ``path`` is not one."""
-        run = cls(path)
-        if not run.path.exists():
-            raise RunDirectoryError(f"RUN_DIR: no such directory: '{run.path}'")
-        if not run.path.is_dir():
-            raise RunDirectoryError(f"RUN_DIR: '{run.path}' is a file, not a run directory")
-        if not cls.is_run(run.path):
-            raise RunDirectoryError(f"RUN_DIR: '{run.path}' is not a run directory (it has no {cls.CONFIG} "
-                                    "written by `autoencoder-toolkit train`)")
-        return run
-
-    def read_config(self) -> dict[str, Any]:
-        """The parsed ``config.json``."""
-        import json
-
-        try:
-            return json.loads((self.path / self.CONFIG).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise RunDirectoryError(f"RUN_DIR: cannot read '{self.path / self.CONFIG}' ({err})") from None
-
-    def write_config(self, config: Mapping[str, Any]) -> None:
-        """Write ``config.json`` atomically."""
-        import json
-
-        from .checkpoints import atomic_write_text
-
-        atomic_write_text(self.path / self.CONFIG, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
-
-    # -- checkpoints -------------------------------------------------------------
-    def save_checkpoint(self, model: nn.Module, opt: Any, state: TrainingState) -> None:
-        """Checkpoint the model, the optimizers and the training state."""
-        from .checkpoints import save_checkpoint
-
-        json_state, tensors = state.to_checkpoint()
-        save_checkpoint(self.path, model, optimizer_dict(opt), json_state, tensors)
-
-    def load_checkpoint(self, device: Any = "cpu") -> Any:
-        """The newest complete checkpoint, checked against the architecture in ``config.json``."""
-        from .checkpoints import load_checkpoint
-
-        cfg = self.read_config()
-        return load_checkpoint(self.path, device=device, config=cfg.get("architecture"))
-
-    # -- reports -------------------------------------------------------------------
-    def write_metrics(self, history: Sequence[Mapping[str, Any]]) -> None:
-        """Write ``metrics.csv`` (one row per epoch) atomically."""
-        from .checkpoints import atomic_write_text
-
-        lines = [",".join(METRICS_COLUMNS)]
-        for h in history:
-            cells = []
-            for col in METRICS_COLUMNS:
-                v = h.get(col)
-                if v is None or (isinstance(v, float) and math.isnan(v)):
-                    cells.append("")
-                elif isinstance(v, float):
-                    cells.append(repr(v))
-                else:
-                    cells.append(str(v))
-            lines.append(",".join(cells))
-        atomic_write_text(self.path / self.METRICS, "\n".join(lines) + "\n")
-
-    def write_json(self, name: str, obj: Any) -> Any:
-        """Write ``name`` (a JSON document) atomically; returns its path."""
-        import json
-
-        from .checkpoints import atomic_write_text
-
-        return atomic_write_text(self.path / name, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-
-    def write_figures(self, history: Sequence[Mapping[str, Any]], codes: np.ndarray | None,
-                      labels: np.ndarray | None, *, class_names: Sequence[str] | None = None,
-                      title: str | None = None) -> list[Any]:
-        """Draw ``figures/loss.png``, ``figures/mutual_info.png`` (with a critic) and ``figures/latent.png``."""
-        from ..evaluation.plots import plot_latent, plot_losses, plot_mutual_info
-
-        folder = self.path / self.FIGURES
-        paths = [plot_losses(history, folder / "loss.png", title=title)]
-        if any(h.get("mi") is not None for h in history):
-            paths.append(plot_mutual_info(history, folder / "mutual_info.png"))
-        if codes is not None:
-            paths.append(plot_latent(codes, labels, folder / "latent.png", class_names=class_names,
-                                     title=None if title is None else f"{title}: held-out latent means"))
-        return paths

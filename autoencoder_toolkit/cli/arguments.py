@@ -1,0 +1,326 @@
+"""The command line's arguments: flags, their checks, the parser and ``--config`` files.
+
+Every flag is checked by a converter that reports ``--flag: expected X, got Y``; a
+``--config`` TOML file takes the same keys (``batch_size`` or ``batch-size``, flat or in
+a ``[train]`` table) and goes through the same converters; flags win over it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .. import __version__
+from ..data.datasets import DATASETS
+from ..training.job import PROG, RESUMABLE, TRAIN_DEFAULTS, flag
+
+__all__ = ["UsageError", "CONFIG_KEYS", "CONVERTERS", "positive_int", "device", "read_config_file",
+           "build_parser"]
+
+
+class UsageError(Exception):
+    """A user error: reported as one line on stderr with exit status 2."""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one-line :class:`UsageError` s."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # "argument --epochs: --epochs: expected ..." -> "--epochs: expected ..."
+        message = re.sub(r"argument (\S+?)(/\S+)?: \1: ", r"\1: ", message)
+        raise UsageError(f"{self.prog}: {message}")
+
+
+# ----------------------------------------------------------------------------------
+# Settings of `train`
+# ----------------------------------------------------------------------------------
+
+# Keys a --config file may set (flags win over them); "out" and "quiet" too.
+CONFIG_KEYS = tuple(TRAIN_DEFAULTS) + ("out", "quiet", "overwrite")
+
+
+def positive_int(name: str, minimum: int = 1) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool):
+            raise argparse.ArgumentTypeError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+        try:
+            v = int(value) if not isinstance(value, float) or value.is_integer() else None
+        except (TypeError, ValueError):
+            v = None
+        if v is None or v < minimum or (isinstance(value, str) and not re.fullmatch(r"\s*\d+\s*", value)):
+            raise argparse.ArgumentTypeError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+        return v
+    return convert
+
+
+def _float(name: str, minimum: float | None = None, positive: bool = False,
+           below: float | None = None) -> Callable[[Any], float]:
+    def convert(value: Any) -> float:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            v = float(value)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"{name}: expected a number, got {value!r}") from None
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{name}: expected a finite number, got {value!r}")
+        if positive and not v > 0:
+            raise argparse.ArgumentTypeError(f"{name}: expected a number > 0, got {value!r}")
+        if minimum is not None and v < minimum:
+            raise argparse.ArgumentTypeError(f"{name}: expected a number >= {minimum}, got {value!r}")
+        if below is not None and not v < below:
+            raise argparse.ArgumentTypeError(f"{name}: expected a number < {below}, got {value!r}")
+        return v
+    return convert
+
+
+def _sizes(name: str) -> Callable[[Any], list[int]]:
+    def convert(value: Any) -> list[int]:
+        items = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else [value]
+        out = []
+        for item in items:
+            try:
+                out.append(positive_int(name)(item.strip() if isinstance(item, str) else item))
+            except argparse.ArgumentTypeError:
+                raise argparse.ArgumentTypeError(
+                    f"{name}: expected comma-separated positive layer sizes such as 256,256, got {value!r}") from None
+        if not out:
+            raise argparse.ArgumentTypeError(f"{name}: expected at least one layer size, got {value!r}")
+        return out
+    return convert
+
+
+def _choice(name: str, choices: Sequence[str]) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        v = str(value).strip().lower()
+        if v not in choices:
+            raise argparse.ArgumentTypeError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+        return v
+    return convert
+
+
+def device(value: Any) -> str:
+    v = str(value).strip().lower()
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", v):
+        raise argparse.ArgumentTypeError(f"--device: expected cpu or cuda (or cuda:N), got {value!r}")
+    return v
+
+
+def _dataset_name(value: Any) -> str:
+    v = str(value).strip().lower().replace("_", "-")
+    if v not in DATASETS:
+        raise argparse.ArgumentTypeError(f"--dataset: unknown data set {value!r}; expected one of "
+                                         f"{', '.join(DATASETS)} (or --data PATH for your own file)")
+    return v
+
+
+def _text(name: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise argparse.ArgumentTypeError(f"{name}: expected a path, got {value!r}")
+        return value
+    return convert
+
+
+def _boolean(name: str) -> Callable[[Any], bool]:
+    def convert(value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        raise argparse.ArgumentTypeError(f"{name}: expected true or false, got {value!r}")
+    return convert
+
+
+CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "dataset": _dataset_name,
+    "data": _text("--data"),
+    "labels": _text("--labels"),
+    "model": _choice("--model", ("infomax", "vae")),
+    "epochs": positive_int("--epochs"),
+    "batch_size": positive_int("--batch-size", 2),
+    "latent_dim": positive_int("--latent-dim"),
+    "hidden": _sizes("--hidden"),
+    "critic_hidden": _sizes("--critic-hidden"),
+    "lr": _float("--lr", positive=True),
+    "alpha": _float("--alpha", minimum=0.0),
+    "beta": _float("--beta", minimum=0.0),
+    "seed": positive_int("--seed", 0),
+    "decoder": _choice("--decoder", ("bernoulli", "gaussian")),
+    "test_fraction": _float("--test-fraction", positive=True, below=1.0),
+    "device": device,
+    "fused": _boolean("--fused"),
+    "global_shuffle": _boolean("--global-shuffle"),
+    "out": _text("--out"),
+    "quiet": _boolean("--quiet"),
+    "overwrite": _boolean("--overwrite"),
+}
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """Settings from a TOML file: flat keys (``batch_size`` or ``batch-size``), or a ``[train]`` table."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--config: no such file: '{p}'")
+    try:
+        import tomllib  # Python >= 3.11
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            raise UsageError("--config: reading TOML needs Python >= 3.11 or the tomli package "
+                             "(pip install tomli)") from None
+    try:
+        doc = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"--config: cannot parse '{p}' as TOML ({err})") from None
+    if set(doc) == {"train"} and isinstance(doc["train"], dict):
+        doc = doc["train"]
+    out: dict[str, Any] = {}
+    for raw_key, value in doc.items():
+        key = raw_key.replace("-", "_")
+        if key not in CONFIG_KEYS:
+            raise UsageError(f"--config: unknown key {raw_key!r} in '{p}'; accepted keys: "
+                             f"{', '.join(k.replace('_', '-') for k in CONFIG_KEYS)}")
+        try:
+            out[key] = CONVERTERS[key](value)
+        except argparse.ArgumentTypeError as err:
+            raise UsageError(f"--config: '{p}', key {raw_key!r}: {str(err).split(': ', 1)[-1]}") from None
+    return out
+
+
+# ----------------------------------------------------------------------------------
+# Parser
+# ----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(
+        prog=PROG,
+        description="Train, evaluate and use InfoMax variational autoencoders.",
+        epilog="Exit status: 0 success, 2 user error, 3 training diverged (checkpoint kept), "
+               "1 unexpected error. Add --debug for tracebacks.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,encode,reproduce}", parser_class=_ArgumentParser)
+
+    common = _ArgumentParser(add_help=False)
+    common.add_argument("--quiet", "-q", action="store_true", default=None,
+                        help="no progress bar; print only the path of the result")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks of errors")
+    common.add_argument("--threads", type=positive_int("--threads"), default=None, metavar="N",
+                        help="CPU threads for torch (default 1: the small models here run fastest on one "
+                             "thread, and do not slow down when other processes share the CPU)")
+
+    t = sub.add_parser("train", parents=[common], help="train a model and write a run directory",
+                       description="Train an InfoMax-VAE (or a VAE) and write a run directory. With no "
+                                   "arguments: the digits data set, about a minute on 2 CPU cores. Settings "
+                                   "come from the defaults, then --config, then the flags.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    src = t.add_argument_group("data")
+    src.add_argument("--dataset", type=CONVERTERS["dataset"], default=None,
+                     help="built-in data set: digits, mnist5k or fashion-mnist (default: digits)")
+    src.add_argument("--data", type=CONVERTERS["data"], default=None, metavar="PATH",
+                     help="your data: .npy (memory-mapped), .npz (file.npz:KEY) or .csv, one sample per row")
+    src.add_argument("--labels", type=CONVERTERS["labels"], default=None, metavar="PATH",
+                     help="class labels for --data (.npy, .npz or one-column .csv)")
+    src.add_argument("--test-fraction", type=CONVERTERS["test_fraction"], default=None, metavar="F",
+                     help="held-out fraction of --data (default 0.2; built-in sets use their own split)")
+    mdl = t.add_argument_group("model")
+    mdl.add_argument("--model", type=CONVERTERS["model"], default=None,
+                     help="infomax (InfoMax-VAE, default) or vae (VAE / beta-VAE)")
+    mdl.add_argument("--latent-dim", type=CONVERTERS["latent_dim"], default=None, metavar="L",
+                     help=f"latent dimensions (default {TRAIN_DEFAULTS['latent_dim']})")
+    mdl.add_argument("--hidden", type=CONVERTERS["hidden"], default=None, metavar="H1,H2",
+                     help="hidden layer sizes of the encoder (the decoder mirrors them) "
+                          f"(default {','.join(map(str, TRAIN_DEFAULTS['hidden']))})")
+    mdl.add_argument("--critic-hidden", type=CONVERTERS["critic_hidden"], default=None, metavar="H1,H2",
+                     help="hidden layer sizes of the critic (default: --hidden)")
+    mdl.add_argument("--decoder", type=CONVERTERS["decoder"], default=None,
+                     help="bernoulli or gaussian (default: bernoulli for data in [0, 1], else gaussian)")
+    opt = t.add_argument_group("optimisation")
+    opt.add_argument("--epochs", type=CONVERTERS["epochs"], default=None, metavar="N",
+                     help=f"number of epochs; with --resume, the total to reach (default {TRAIN_DEFAULTS['epochs']})")
+    opt.add_argument("--batch-size", type=CONVERTERS["batch_size"], default=None, metavar="B",
+                     help=f"samples per step (default {TRAIN_DEFAULTS['batch_size']})")
+    opt.add_argument("--lr", type=CONVERTERS["lr"], default=None, help="Adam learning rate (default 1e-3)")
+    opt.add_argument("--alpha", type=CONVERTERS["alpha"], default=None,
+                     help=f"α, weight of the mutual-information term (default {TRAIN_DEFAULTS['alpha']})")
+    opt.add_argument("--beta", type=CONVERTERS["beta"], default=None,
+                     help=f"β, weight of the KL term (default {TRAIN_DEFAULTS['beta']}; > 1 gives a β-VAE)")
+    opt.add_argument("--seed", type=CONVERTERS["seed"], default=None, help="random seed (default 0)")
+    opt.add_argument("--device", type=CONVERTERS["device"], default=None, help="cpu or cuda (default cpu)")
+    opt.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None,
+                     help="use the fused InfoMax-VAE training step (one forward and one backward pass); "
+                          "--no-fused turns it off when resuming a fused run")
+    par = t.add_argument_group("several processes (data-parallel, torch.distributed)")
+    par.add_argument("--nproc", type=positive_int("--nproc"), default=None, metavar="N",
+                     help="train with N processes on this machine (launches torchrun; --batch-size is per "
+                          "process). Under torchrun itself, the process group comes from its environment")
+    par.add_argument("--global-shuffle", action=argparse.BooleanOptionalAction, default=None,
+                     help="with several processes, shuffle the codes for the MI bound across all processes "
+                          "(default: within each process)")
+    par.add_argument("--dist-timeout", type=_float("--dist-timeout", positive=True), default=600.0, metavar="S",
+                     help="seconds a process waits for the others before failing (default 600)")
+    run = t.add_argument_group("run directory")
+    run.add_argument("--out", type=CONVERTERS["out"], default=None, metavar="RUN_DIR",
+                     help="run directory (default runs/<data>-<model>-<timestamp>)")
+    run.add_argument("--overwrite", action="store_true", default=None,
+                     help="replace an existing run directory given by --out")
+    run.add_argument("--resume", default=None, metavar="RUN_DIR",
+                     help=f"continue a run from its last checkpoint; may change {', '.join(flag(k) for k in RESUMABLE)}")
+    run.add_argument("--config", default=None, metavar="TOML", help="settings file (flags win over it)")
+
+    e = sub.add_parser("evaluate", parents=[common], help="model metrics of a run on held-out data",
+                       description="Compute the model metrics (ELBO terms, MI estimate, active units, latent "
+                                   "classification accuracy) of a run on its held-out data, or on --data.")
+    e.add_argument("run_dir", metavar="RUN_DIR")
+    e.add_argument("--data", default=None, metavar="PATH", help="evaluate on this file (or built-in data set name) instead")
+    e.add_argument("--labels", default=None, metavar="PATH", help="labels of --data")
+    e.add_argument("--n-shuffles", type=positive_int("--n-shuffles"), default=10, metavar="K",
+                   help="shuffles averaged in the MI estimate (default 10)")
+    e.add_argument("--batch-size", type=positive_int("--batch-size"), default=1024, metavar="B",
+                   help="samples per evaluation batch (default 1024)")
+    e.add_argument("--device", type=device, default="cpu", help="cpu or cuda (default cpu)")
+    e.add_argument("--json", default=None, metavar="PATH",
+                   help="also write the metrics there (the run's own held-out metrics go to RUN_DIR/evaluation.json)")
+
+    c = sub.add_parser("encode", parents=[common], help="latent means (and spreads) of new data",
+                       description="Encode DATA with a run's model: write the latent means (N, L) to --out "
+                                   "(.npy); with --with-sigma also the spreads σ to <out>_sigma.npy.")
+    c.add_argument("run_dir", metavar="RUN_DIR")
+    c.add_argument("data", metavar="DATA", help="a .npy/.npz/.csv file, or a built-in data set name (all of it)")
+    c.add_argument("--out", required=True, metavar="CODES.npy", help="output file for the means")
+    c.add_argument("--with-sigma", action="store_true", help="also write the spreads to <out stem>_sigma.npy")
+    c.add_argument("--batch-size", type=positive_int("--batch-size"), default=1024, metavar="B",
+                   help="samples per batch (default 1024)")
+    c.add_argument("--device", type=device, default="cpu", help="cpu or cuda (default cpu)")
+
+    r = sub.add_parser("reproduce", parents=[common], help="reproduce the InfoMax-VAE paper's comparison offline",
+                       description="Train a VAE, a beta-VAE (beta = 4), an MMD-VAE and an InfoMax-VAE under the "
+                                   "paper authors' settings on MNIST-5k (MLP, latent 2) and Fashion-MNIST "
+                                   "(convolutional, latent 10), several seeds each, and write a Markdown table "
+                                   "and figures of their held-out metrics (see docs/reproduction.md).")
+    r.add_argument("--quick", action="store_true", help="smoke run: small subsets, one seed, few steps (under a minute)")
+    r.add_argument("--seeds", type=positive_int("--seeds"), default=None, metavar="N",
+                   help="seeds per model (default 3; 1 with --quick)")
+    r.add_argument("--datasets", default=None, metavar="NAMES",
+                   help="comma-separated: mnist5k,fashion-mnist (default both; one that is not installed is "
+                        "then skipped with a note)")
+    r.add_argument("--out", default="runs/reproduction", metavar="DIR",
+                   help="output folder (default runs/reproduction); it must be new or empty, or hold an "
+                        "earlier reproduction and --overwrite be given")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace the earlier reproduction in --out (its table, figures, records and models)")
+    r.add_argument("--epochs", type=positive_int("--epochs"), default=None, metavar="N",
+                   help="training epochs of every model (default: the authors' 5 on MNIST-5k, 10 on "
+                        "Fashion-MNIST; with --quick 2 and 1)")
+    r.add_argument("--jobs", type=positive_int("--jobs"), default=1, metavar="N",
+                   help="runs trained in parallel processes, each with --threads threads (default 1)")
+    r.add_argument("--device", type=device, default="cpu", help="cpu or cuda (default cpu)")
+    return parser
+
+

@@ -1,0 +1,180 @@
+"""Run directories: the files one training run writes, all written atomically.
+
+Layout::
+
+    config.json          the run's settings and the model architecture (JSON)
+    checkpoint/          model.safetensors, optimizer.safetensors, state.json
+                         (see autoencoder_toolkit.io.checkpoint for the crash-safe scheme)
+    metrics.csv          one row per epoch (METRICS_COLUMNS)
+    evaluation.json      held-out metrics after training (autoencoder_toolkit.metrics)
+    summary.txt          the summary printed at the end of training
+    figures/loss.png, figures/mutual_info.png, figures/latent.png
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from torch import nn
+
+from ..evaluation.plots import plot_latent, plot_losses, plot_mutual_info
+from ..io.files import atomic_write_text
+from .checkpoints import load_checkpoint, save_checkpoint
+from .loop import TrainingState, optimizer_dict
+
+__all__ = ["RUN_FORMAT", "METRICS_COLUMNS", "RunDirectoryError", "RunDirectory", "default_run_dir",
+           "prepare_run_dir"]
+
+RUN_FORMAT = "autoencoder_toolkit.run"
+
+#: Columns of ``metrics.csv``, in order (blank where a value does not apply).
+METRICS_COLUMNS = ("epoch", "step", "loss", "critic_loss", "mi", "mi_std", "test_loss", "test_reconstruction",
+                   "test_kl", "test_mi", "lr", "seconds")
+
+
+class RunDirectoryError(ValueError):
+    """A folder that is not a usable run directory; the message says why."""
+
+
+class RunDirectory:
+    """The files of one training run.
+
+    Layout::
+
+        config.json          the run's settings and the model architecture (JSON)
+        checkpoint/          model.safetensors, optimizer.safetensors, state.json
+                             (see autoencoder_toolkit.checkpoints for the crash-safe scheme)
+        metrics.csv          one row per epoch (METRICS_COLUMNS)
+        evaluation.json      held-out metrics after training (autoencoder_toolkit.metrics)
+        summary.txt          the summary printed at the end of training
+        figures/loss.png, figures/mutual_info.png, figures/latent.png
+
+    Every file is written atomically.
+    """
+
+    CONFIG = "config.json"
+    METRICS = "metrics.csv"
+    EVALUATION = "evaluation.json"
+    SUMMARY = "summary.txt"
+    FIGURES = "figures"
+
+    def __init__(self, path: Any) -> None:
+        self.path = Path(path)
+
+    # -- creation and opening ------------------------------------------------------
+    @classmethod
+    def is_run(cls, path: Any) -> bool:
+        """Whether ``path`` holds a ``config.json`` written for a run."""
+        cfg = Path(path) / cls.CONFIG
+        try:
+            return json.loads(cfg.read_text(encoding="utf-8")).get("format") == RUN_FORMAT
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    @classmethod
+    def open(cls, path: Any) -> "RunDirectory":
+        """An existing run directory; :class:`RunDirectoryError` if ``path`` is not one."""
+        run = cls(path)
+        if not run.path.exists():
+            raise RunDirectoryError(f"RUN_DIR: no such directory: '{run.path}'")
+        if not run.path.is_dir():
+            raise RunDirectoryError(f"RUN_DIR: '{run.path}' is a file, not a run directory")
+        if not cls.is_run(run.path):
+            raise RunDirectoryError(f"RUN_DIR: '{run.path}' is not a run directory (it has no {cls.CONFIG} "
+                                    "written by `autoencoder-toolkit train`)")
+        return run
+
+    def read_config(self) -> dict[str, Any]:
+        """The parsed ``config.json``."""
+        try:
+            return json.loads((self.path / self.CONFIG).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise RunDirectoryError(f"RUN_DIR: cannot read '{self.path / self.CONFIG}' ({err})") from None
+
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        """Write ``config.json`` atomically."""
+        atomic_write_text(self.path / self.CONFIG, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+
+    # -- checkpoints -------------------------------------------------------------
+    def save_checkpoint(self, model: nn.Module, opt: Any, state: TrainingState) -> None:
+        """Checkpoint the model, the optimizers and the training state."""
+        json_state, tensors = state.to_checkpoint()
+        save_checkpoint(self.path, model, optimizer_dict(opt), json_state, tensors)
+
+    def load_checkpoint(self, device: Any = "cpu") -> Any:
+        """The newest complete checkpoint, checked against the architecture in ``config.json``."""
+        cfg = self.read_config()
+        return load_checkpoint(self.path, device=device, config=cfg.get("architecture"))
+
+    # -- reports -------------------------------------------------------------------
+    def write_metrics(self, history: Sequence[Mapping[str, Any]]) -> None:
+        """Write ``metrics.csv`` (one row per epoch) atomically."""
+        lines = [",".join(METRICS_COLUMNS)]
+        for h in history:
+            cells = []
+            for col in METRICS_COLUMNS:
+                v = h.get(col)
+                if v is None or (isinstance(v, float) and math.isnan(v)):
+                    cells.append("")
+                elif isinstance(v, float):
+                    cells.append(repr(v))
+                else:
+                    cells.append(str(v))
+            lines.append(",".join(cells))
+        atomic_write_text(self.path / self.METRICS, "\n".join(lines) + "\n")
+
+    def write_json(self, name: str, obj: Any) -> Any:
+        """Write ``name`` (a JSON document) atomically; returns its path."""
+        return atomic_write_text(self.path / name, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+    def write_figures(self, history: Sequence[Mapping[str, Any]], codes: np.ndarray | None,
+                      labels: np.ndarray | None, *, class_names: Sequence[str] | None = None,
+                      title: str | None = None) -> list[Any]:
+        """Draw ``figures/loss.png``, ``figures/mutual_info.png`` (with a critic) and ``figures/latent.png``."""
+        folder = self.path / self.FIGURES
+        paths = [plot_losses(history, folder / "loss.png", title=title)]
+        if any(h.get("mi") is not None for h in history):
+            paths.append(plot_mutual_info(history, folder / "mutual_info.png"))
+        if codes is not None:
+            paths.append(plot_latent(codes, labels, folder / "latent.png", class_names=class_names,
+                                     title=None if title is None else f"{title}: held-out latent means"))
+        return paths
+
+
+def default_run_dir(label: str, model: str) -> Path:
+    """``runs/<label>-<model>-<timestamp>`` (with a suffix if that exists)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{label}-{model}-{stamp}"
+    path, k = base, 2
+    while path.exists():
+        path = base.with_name(f"{base.name}-{k}")
+        k += 1
+    return path
+
+
+def prepare_run_dir(out: str | None, overwrite: bool, label: str, model: str) -> Path:
+    """The folder of a new run: ``out`` (new or empty; a run it replaces with ``overwrite``) or a default one."""
+    if out is None:
+        path = default_run_dir(label, model)
+    else:
+        path = Path(out)
+        if path.exists():
+            if path.is_file():
+                raise RunDirectoryError(f"--out: '{path}' is a file; give a directory for the run")
+            empty = not any(path.iterdir())
+            if not empty:
+                if not overwrite:
+                    raise RunDirectoryError(f"--out: '{path}' already exists; choose another directory, or pass "
+                                            "--overwrite to replace that run")
+                if not RunDirectory.is_run(path):
+                    raise RunDirectoryError(f"--overwrite: '{path}' is not a run directory, so it is not replaced; "
+                                            "choose another --out")
+                shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
