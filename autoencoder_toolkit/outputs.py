@@ -49,18 +49,5 @@ class OptimizerPair(NamedTuple):
     mi: Any
 
 
-class EncodedData(NamedTuple):
-    """Latent means and spreads of a data set (see ``encode``)."""
-
-    μ: Any
-    σ: Any
-
-    @property
-    def mu(self) -> Any:
-        """Alias of ``μ``."""
-        return self.μ
-
-    @property
-    def sigma(self) -> Any:
-        """Alias of ``σ``."""
-        return self.σ
+#: Latent means and spreads of a data set (see ``encode``): the Gaussian ``(μ, σ)`` of each input.
+EncodedData = GaussianParams

@@ -61,12 +61,13 @@ def _dtype_name(dtype: Any) -> str:
         return "float32"
     if isinstance(dtype, str):
         name = dtype
+    elif type(dtype).__module__ == "torch":  # a torch dtype: "torch.float32"
+        name = str(dtype).rpartition(".")[2]
     else:
-        name = str(dtype).replace("torch.", "")
         try:
             name = np.dtype(dtype).name
         except TypeError:
-            pass
+            name = str(dtype)
     if name not in DTYPE_NAMES:
         raise ValueError(f"dtype: expected one of {', '.join(DTYPE_NAMES)}, got {dtype!r}")
     return name

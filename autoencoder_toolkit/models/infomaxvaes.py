@@ -47,7 +47,7 @@ from .encoders import encoder_kl
 from .fused import fused_stage
 from .layers import Chain, Dense, Flatten, dense_chain, glorot_uniform
 from .step import Stage, run_step, unwrap
-from .vaes import VAE, check_optimizer
+from .vaes import VAE, WithVAE, check_optimizer
 
 __all__ = [
     "MutualInfoChain",
@@ -146,7 +146,7 @@ class MutualInfoChain(Component):
 # The model
 # ----------------------------------------------------------------------------------
 
-class InfoMaxVAE(Component):
+class InfoMaxVAE(WithVAE, Component):
     """A VAE with its mutual-information critic: ``InfoMaxVAE(vae, mi)``.
 
     ``model(x, latent=False, seed=None, rng=None)`` (a tensor ``x``) runs the VAE and
@@ -173,38 +173,12 @@ class InfoMaxVAE(Component):
         self.vae = vae
         self.mi = mi
 
-    @property
-    def input_shape(self) -> tuple[int, ...] | None:
-        """Per-sample shape of the data, when known."""
-        return self.vae.input_shape
-
-    @property
-    def latent_dim(self) -> int | None:
-        """Number of latent dimensions, when known."""
-        return self.vae.latent_dim
-
     def forward(self, x: torch.Tensor, latent: bool = False, seed: int | None = None, rng: Any = None) -> Any:  # noqa: D102
         if not latent:
             return self.vae.forward(x, latent=False, rng=rng)
         vo = self.vae.forward(x, latent=True, rng=rng)
         z_shuffle = shuffle_rows(vo.z.detach(), rng=rng, seed=seed)
         return InfoMaxVAEOutput(vo, _bound(self.mi, x, vo.z, z_shuffle))
-
-    def encode(self, x: Any, *, sample: bool = False, rng: Any = None) -> Any:
-        """The VAE's :meth:`~autoencoder_toolkit.vaes.VAE.encode`."""
-        return self.vae.encode(x, sample=sample, rng=rng)
-
-    def decode(self, z: Any) -> Any:
-        """The VAE's :meth:`~autoencoder_toolkit.vaes.VAE.decode`."""
-        return self.vae.decode(z)
-
-    def reconstruct(self, x: Any, *, sample: bool = False, rng: Any = None) -> Any:
-        """The VAE's :meth:`~autoencoder_toolkit.vaes.VAE.reconstruct`."""
-        return self.vae.reconstruct(x, sample=sample, rng=rng)
-
-    def sample(self, n: int, *, rng: Any = None) -> torch.Tensor:
-        """The VAE's :meth:`~autoencoder_toolkit.vaes.VAE.sample`."""
-        return self.vae.sample(n, rng=rng)
 
 
 # ----------------------------------------------------------------------------------

@@ -96,11 +96,10 @@ import torch
 from ..backends import array_namespace, normal_like
 from ..random.draws import check_rng
 from .architecture import Component
-from .checks import check_keywords, merge_alias, model_input, split_train_args, target_input
+from .checks import merge_alias, model_input, split_train_args, target_input
 from .decoders import decoder_loglikelihood
 from .encoders import encoder_kl
-from .step import Stage, run_step
-from .vaes import VAE, check_optimizer, report_step
+from .vaes import VAE, WithVAE, one_loss_step
 
 __all__ = ["MMDVAE", "gaussian_kernel", "mmd_div", "logP_mmd_ratio", "loss", "train_"]
 
@@ -270,7 +269,7 @@ def mmd_div(x: Any, y: Any, *, kernel: Callable[..., Any] = gaussian_kernel,
 # The model
 # ----------------------------------------------------------------------------------
 
-class MMDVAE(Component):
+class MMDVAE(WithVAE, Component):
     """An MMD-VAE (InfoVAE): ``MMDVAE(vae)`` around a :class:`~autoencoder_toolkit.vaes.VAE`.
 
     The model is the VAE itself; only the loss differs (:func:`loss`).
@@ -291,34 +290,8 @@ class MMDVAE(Component):
             raise TypeError(f"vae: expected a VAE (encoder * decoder), got {type(vae).__name__}")
         self.vae = vae
 
-    @property
-    def input_shape(self) -> tuple[int, ...] | None:
-        """Per-sample shape of the data, when known."""
-        return self.vae.input_shape
-
-    @property
-    def latent_dim(self) -> int | None:
-        """Number of latent dimensions, when known."""
-        return self.vae.latent_dim
-
     def forward(self, x: torch.Tensor, latent: bool = False, rng: Any = None) -> Any:  # noqa: D102
         return self.vae.forward(x, latent=latent, rng=rng)
-
-    def encode(self, x: Any, *, sample: bool = False, rng: Any = None) -> Any:
-        """The VAE's :meth:`~autoencoder_toolkit.vaes.VAE.encode`."""
-        return self.vae.encode(x, sample=sample, rng=rng)
-
-    def decode(self, z: Any) -> Any:
-        """The VAE's :meth:`~autoencoder_toolkit.vaes.VAE.decode`."""
-        return self.vae.decode(z)
-
-    def reconstruct(self, x: Any, *, sample: bool = False, rng: Any = None) -> Any:
-        """The VAE's :meth:`~autoencoder_toolkit.vaes.VAE.reconstruct`."""
-        return self.vae.reconstruct(x, sample=sample, rng=rng)
-
-    def sample(self, n: int, *, rng: Any = None) -> torch.Tensor:
-        """The VAE's :meth:`~autoencoder_toolkit.vaes.VAE.sample`."""
-        return self.vae.sample(n, rng=rng)
 
 
 def _check_model(mmdvae: Any) -> None:
@@ -484,27 +457,5 @@ def train_(mmdvae: MMDVAE, x: Any, *args: Any, loss_function: Callable = loss,
     """
     x_out, opt = split_train_args(args, "train_")
     _check_model(mmdvae)
-    check_optimizer(opt, mmdvae, "mmdvae")
-    if not callable(loss_function):
-        raise TypeError(f"loss_function: expected a function, got {type(loss_function).__name__}")
-    if loss_kwargs is not None and not isinstance(loss_kwargs, Mapping):
-        raise TypeError(f"loss_kwargs: expected a mapping of keyword arguments, got {type(loss_kwargs).__name__}")
-    check_rng(rng)
-    kwargs = dict(loss_kwargs or {})
-    if rng is not None:
-        kwargs.setdefault("rng", rng)
-    fn = loss_function
-    if loss_function is loss:
-        check_keywords("loss", kwargs, _LOSS_KEYWORDS, "loss_kwargs")
-        fn = _loss_impl
-    x_t = model_input(mmdvae, x, "x_in" if x_out is not None else "x", finite=False)
-    data = (x_t,) if x_out is None else (x_t, target_input(mmdvae.vae, x_out, x_t, finite=False))
-
-    def compute() -> tuple[torch.Tensor, list[torch.Tensor]]:
-        value = fn(mmdvae, *data, **kwargs)
-        return value, [value]
-
-    blame = [(data[0], "x_in")] if x_out is not None else []
-    blame.append((data[-1], "x" if x_out is None else "x_out"))
-    (result,) = run_step([Stage(compute, [(opt, "the MMD-VAE loss")], ["the MMD-VAE loss"], blame)])
-    return report_step(result, loss_return, verbose)
+    return one_loss_step(mmdvae, mmdvae.vae, x, x_out, opt, "mmdvae", loss_function, loss, _loss_impl,
+                         _LOSS_KEYWORDS, loss_kwargs, rng, "the MMD-VAE loss", loss_return, verbose)

@@ -30,7 +30,8 @@ from .decoders import AbstractVariationalDecoder, decoder_loglikelihood
 from .encoders import AbstractVariationalEncoder, encoder_kl
 from .step import Stage, run_step, unwrap
 
-__all__ = ["reparameterize", "VAE", "loss", "train_", "resolve_weight", "report_step"]
+__all__ = ["reparameterize", "VAE", "WithVAE", "loss", "train_", "resolve_weight", "report_step", "check_optimizer",
+           "one_loss_step"]
 
 
 def reparameterize(*args: Any, log: bool = True, rng: Any = None, noise: Any = None) -> Any:
@@ -109,14 +110,16 @@ class VAE(Component):
         return dec
 
     # -- using a trained model (checked input, no gradient, the input's array kind out) ------------
-    @torch.no_grad()
-    def encode(self, x: Any, *, sample: bool = False, rng: Any = None) -> Any:
-        """The latent means ``μ(x)``, ``(B, L)`` (one sample: ``(L,)``); with ``sample=True`` a draw ``z ~ q(z|x)``."""
+    def _codes(self, x: Any, sample: bool, rng: Any) -> torch.Tensor:
         t = model_input(self, x, "x")
         check_rng(rng)
         out = self.encoder(t)
-        z = self.encoder.reparameterize(out, rng=rng) if sample else self.encoder.distribution(out).mean
-        return same_kind(z, x)
+        return self.encoder.reparameterize(out, rng=rng) if sample else self.encoder.distribution(out).mean
+
+    @torch.no_grad()
+    def encode(self, x: Any, *, sample: bool = False, rng: Any = None) -> Any:
+        """The latent means ``μ(x)``, ``(B, L)`` (one sample: ``(L,)``); with ``sample=True`` a draw ``z ~ q(z|x)``."""
+        return same_kind(self._codes(x, sample, rng), x)
 
     @torch.no_grad()
     def decode(self, z: Any) -> Any:
@@ -128,10 +131,7 @@ class VAE(Component):
     @torch.no_grad()
     def reconstruct(self, x: Any, *, sample: bool = False, rng: Any = None) -> Any:
         """The mean of ``p(x | z)`` at the latent mean ``z = μ(x)`` (with ``sample=True``, at a draw of ``z``)."""
-        t = model_input(self, x, "x")
-        check_rng(rng)
-        out = self.encoder(t)
-        z = self.encoder.reparameterize(out, rng=rng) if sample else self.encoder.distribution(out).mean
+        z = self._codes(x, sample, rng)
         return same_kind(self.decoder.distribution(self.decoder(z)).mean, x)
 
     @torch.no_grad()
@@ -150,8 +150,40 @@ class VAE(Component):
 register_composition(AbstractVariationalEncoder, AbstractVariationalDecoder, VAE)
 
 
+class WithVAE:
+    """The user-data methods of a model built around a :class:`VAE` field ``vae`` (InfoMax-VAE, MMD-VAE)."""
+
+    vae: VAE
+
+    def encode(self, x: Any, *, sample: bool = False, rng: Any = None) -> Any:
+        """The VAE's :meth:`~autoencoder_toolkit.vaes.VAE.encode`."""
+        return self.vae.encode(x, sample=sample, rng=rng)
+
+    def decode(self, z: Any) -> Any:
+        """The VAE's :meth:`~autoencoder_toolkit.vaes.VAE.decode`."""
+        return self.vae.decode(z)
+
+    def reconstruct(self, x: Any, *, sample: bool = False, rng: Any = None) -> Any:
+        """The VAE's :meth:`~autoencoder_toolkit.vaes.VAE.reconstruct`."""
+        return self.vae.reconstruct(x, sample=sample, rng=rng)
+
+    def sample(self, n: int, *, rng: Any = None) -> torch.Tensor:
+        """The VAE's :meth:`~autoencoder_toolkit.vaes.VAE.sample`."""
+        return self.vae.sample(n, rng=rng)
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """Per-sample shape of the data, when known."""
+        return self.vae.input_shape
+
+    @property
+    def latent_dim(self) -> int | None:
+        """Number of latent dimensions, when known."""
+        return self.vae.latent_dim
+
+
 _LOSS_KEYWORDS = ("β", "beta", "reconstruction_loglikelihood", "kl_divergence", "reg_function", "reg_kwargs",
-                  "reg_strength", "rng", "kernels")
+                  "reg_strength", "rng")
 
 
 def _loss(vae: VAE, x_in: torch.Tensor, x_out: torch.Tensor | None = None, *, β: Any = None,
@@ -263,7 +295,22 @@ def train_(vae: VAE, x: Any, *args: Any, loss_function: Callable = loss,
     model, parallel = unwrap(vae)
     if not isinstance(model, VAE):
         raise TypeError(f"vae: expected a VAE, got {type(model).__name__}")
-    check_optimizer(opt, model, "vae")
+    return one_loss_step(model, model, x, x_out, opt, "vae", loss_function, loss, _loss, _LOSS_KEYWORDS,
+                         loss_kwargs, rng, "the VAE loss", loss_return, verbose, parallel, kernels)
+
+
+def one_loss_step(model: torch.nn.Module, vae: VAE, x: Any, x_out: Any, opt: Any, owner: str,
+                  loss_function: Callable, default: Callable, default_impl: Callable, keywords: tuple[str, ...],
+                  loss_kwargs: Any, rng: Any, name: str, loss_return: bool, verbose: bool, parallel: Any = None,
+                  kernels: Any = None) -> float | None:
+    """The ``train_`` of a model with one loss and one optimizer (the VAE, the MMD-VAE).
+
+    Checks every argument (``owner`` names the model in messages; ``vae`` checks
+    ``x_out``), then takes one :func:`~autoencoder_toolkit.models.step.run_step` stage on
+    ``loss_function`` (``default_impl`` when it is the public ``default``, whose keywords
+    are checked against ``keywords``).
+    """
+    check_optimizer(opt, model, owner)
     if not callable(loss_function):
         raise TypeError(f"loss_function: expected a function, got {type(loss_function).__name__}")
     if loss_kwargs is not None and not isinstance(loss_kwargs, Mapping):
@@ -273,11 +320,12 @@ def train_(vae: VAE, x: Any, *args: Any, loss_function: Callable = loss,
     if rng is not None:
         kwargs.setdefault("rng", rng)
     fn = loss_function
-    if loss_function is loss:
-        check_keywords("loss", kwargs, _LOSS_KEYWORDS, "loss_kwargs")
-        fn = _loss
+    if loss_function is default:
+        kernels = kwargs.pop("kernels", kernels)
+        check_keywords("loss", kwargs, keywords, "loss_kwargs")
+        fn = default_impl
     x_t = model_input(model, x, "x_in" if x_out is not None else "x", finite=False)
-    data = (x_t,) if x_out is None else (x_t, target_input(model, x_out, x_t, finite=False))
+    data = (x_t,) if x_out is None else (x_t, target_input(vae, x_out, x_t, finite=False))
     check_kernels(kernels, x_t)
 
     def compute() -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -287,5 +335,5 @@ def train_(vae: VAE, x: Any, *args: Any, loss_function: Callable = loss,
     blame = [(data[0], "x_in")] if x_out is not None else []
     blame.append((data[-1], "x" if x_out is None else "x_out"))
     with fused_kernels_for(kernels, x_t):
-        (result,) = run_step([Stage(compute, [(opt, "the VAE loss")], ["the VAE loss"], blame, parallel)])
+        (result,) = run_step([Stage(compute, [(opt, name)], [name], blame, parallel)])
     return report_step(result, loss_return, verbose)
