@@ -284,3 +284,106 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path) -> None
         checkpoints.atomic_write_bytes(target, failing)
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+# ---------------------------------------------------------------------------
+# Hostile model files: refused before anything is built, with a CheckpointError
+# ---------------------------------------------------------------------------
+
+def _crafted(tmp_path, config, tensors, name="crafted.safetensors"):
+    """A model file whose digest is right but whose architecture says what the attacker wants."""
+    from autoencoder_toolkit.io.model_file import write_model
+    from autoencoder_toolkit.io.safetensors import numpy_entry
+
+    return write_model(tmp_path / name, config, {k: numpy_entry(v) for k, v in tensors.items()})
+
+
+def _dense(n_in, n_out, activation="relu"):
+    return {"type": "Dense", "n_in": n_in, "n_out": n_out, "activation": activation, "bias": True}
+
+
+@pytest.fixture
+def nothing_is_built(monkeypatch):
+    """Fail the test if a loader gets as far as building a model (torch or frozen)."""
+    from autoencoder_toolkit.inference import layers as frozen_layers
+    from autoencoder_toolkit.models import architecture as torch_side
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was built from a file that should have been refused first")
+
+    monkeypatch.setattr(torch_side, "_build", refuse)
+    monkeypatch.setattr(frozen_layers.Builder, "node", refuse)
+
+
+def _both_loaders_refuse(path, match):
+    from autoencoder_toolkit import inference
+
+    with pytest.raises(CheckpointError, match=match):
+        load_model(path)
+    with pytest.raises(CheckpointError, match=match):
+        inference.load(path)
+
+
+def test_a_tiny_file_declaring_a_huge_layer_allocates_nothing(tmp_path, nothing_is_built) -> None:
+    path = _crafted(tmp_path, _dense(60000, 60000), {"weight": np.zeros((2, 2), np.float32),
+                                                     "bias": np.zeros(2, np.float32)})
+    assert path.stat().st_size < 1024
+    _both_loaders_refuse(path, r"tensor 'weight' has shape \(2, 2\), the architecture expects \(60000, 60000\)")
+
+
+def test_a_layer_declared_beyond_any_file_is_refused_by_the_architecture_check(tmp_path, nothing_is_built) -> None:
+    path = _crafted(tmp_path, _dense(2**20, 2**20), {})
+    _both_loaders_refuse(path, r"over \d+ elements")
+
+
+@pytest.mark.parametrize("config,match", [
+    ({**_dense(3, 2), "meta": {"forward": "x"}}, "Dense has no argument 'meta'"),
+    ({"type": "VAE", "fields": {"encoder": _dense(3, 2), "decoder": _dense(2, 3)}, "meta": {"forward": "x"}},
+     "meta may give input_shape, output_shape, latent_dim, not 'forward'"),
+    (_dense(-3, 2), "n_in = -3 is not a valid value"),
+    (_dense(3, 0), "n_out = 0 is not a valid value"),
+    ({"type": "torch.nn.Conv2d", "args": {"in_channels": 3, "out_channels": 4, "kernel_size": [3, -1]}},
+     "kernel_size"),
+    ({"type": "os.system", "args": {}}, "unknown node type 'os.system'"),
+    ({"type": "torch.nn.Bilinear", "args": {}}, "unknown torch layer 'torch.nn.Bilinear'"),
+])
+def test_malformed_architectures_are_refused(tmp_path, nothing_is_built, config, match) -> None:
+    _both_loaders_refuse(_crafted(tmp_path, config, {}), match)
+
+
+def test_a_deeply_nested_architecture_is_refused(tmp_path, nothing_is_built) -> None:
+    deep = {"type": "Flatten"}
+    for _ in range(3000):
+        deep = {"type": "Chain", "layers": [deep]}
+    path = _crafted(tmp_path, {"type": "Flatten"}, {})
+    import json as _json
+    import struct
+
+    # the same file with the nested architecture in its metadata (the encoder's own recursion limit refuses
+    # to write it, so the header is built by hand); the digest cannot even be computed by the reader
+    text = "{" + '"type": "Chain", "layers": [' * 3000 + '{"type": "Flatten"}' + "]}" * 3000
+    header = _json.dumps({"__metadata__": {"format": "autoencoder_toolkit.model", "format_version": "1",
+                                           "config": text, "sha256": "0" * 64}}).encode()
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    _both_loaders_refuse(path, "architecture")
+
+
+def test_an_unknown_activation_name_is_refused_by_both_loaders(tmp_path) -> None:
+    path = _crafted(tmp_path, _dense(3, 2, "os.system"), {"weight": np.zeros((2, 3), np.float32),
+                                                         "bias": np.zeros(2, np.float32)})
+    _both_loaders_refuse(path, "os.system")
+
+
+def test_a_weight_of_the_wrong_shape_is_refused_before_it_is_used(tmp_path, nothing_is_built) -> None:
+    path = _crafted(tmp_path, _dense(2, 3), {"weight": np.zeros((3, 3), np.float32), "bias": np.zeros(3, np.float32)})
+    _both_loaders_refuse(path, r"tensor 'weight' has shape \(3, 3\), the architecture expects \(3, 2\)")
+
+
+@pytest.mark.parametrize("device", ["meta", "tpu", 3.5])
+def test_an_unusable_device_is_refused_clearly(tmp_path, device) -> None:
+    path = save_model(small_model(), tmp_path / "m.safetensors")
+    with pytest.raises(ValueError, match="device: expected"):
+        load_model(path, device=device)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device: CUDA is not available"):
+            load_model(path, device="cuda")

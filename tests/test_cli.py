@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -86,7 +87,8 @@ def test_train_writes_a_complete_run_directory(digits_run) -> None:
     config = json.loads((run / "config.json").read_text())
     assert config["settings"]["hidden"] == [16] and config["settings"]["decoder"] == "bernoulli"
     assert config["data"] == {"source": "digits", "path": None, "labels": None, "n_samples": 1797,
-                              "n_train": 1438, "n_test": 359, "sample_shape": [64]}
+                              "n_train": 1438, "n_test": 359, "sample_shape": [64],
+                              "scaling": {"kind": "none", "shift": 0.0, "factor": 1.0}}
     rows = (run / "metrics.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("epoch,step,loss,critic_loss,mi")
     assert rows[2].split(",")[:2] == ["2", "44"]  # 1438 // 64 = 22 steps per epoch
@@ -219,13 +221,23 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, capsys) -> None:
     assert f"train --resume {run} --lr 100000" in lines[0]
     after = {p.name: p.read_bytes() for p in (run / "checkpoint").iterdir()}
     assert after == before
+    # the diverged resume trained no epoch, so the run's record keeps the settings it trained with
     config = json.loads((run / "config.json").read_text())
-    assert config["resumes"][-1]["changed"] == {"epochs": 3, "lr": 1e6}
-    # resuming with a sane learning rate continues
-    rc, _, err = run_cli(["train", "--resume", run, "--lr", "1e-3", "--quiet"], capsys)
+    assert "resumes" not in config
+    assert config["settings"]["lr"] == 1e-3 and config["settings"]["epochs"] == 1
+    # resuming to fewer epochs than done trains nothing and records nothing either
+    rc, _, err = run_cli(["train", "--resume", run, "--epochs", "1", "--lr", "0.01", "--quiet"], capsys)
+    assert rc == 0, err
+    assert json.loads((run / "config.json").read_text())["settings"] == config["settings"]
+    # resuming with a sane learning rate continues, and records the change once an epoch trained
+    rc, _, err = run_cli(["train", "--resume", run, "--epochs", "3", "--lr", "2e-3", "--quiet"], capsys)
     assert rc == 0, err
     state = json.loads((run / "checkpoint" / "state.json").read_text())
-    assert state["state"]["epoch"] == 3 and state["optimizers"]["vae"]["param_groups"][0]["lr"] == 1e-3
+    assert state["state"]["epoch"] == 3 and state["optimizers"]["vae"]["param_groups"][0]["lr"] == 2e-3
+    config = json.loads((run / "config.json").read_text())
+    assert config["settings"]["lr"] == 2e-3 and config["settings"]["epochs"] == 3
+    assert [r["changed"] for r in config["resumes"]] == [{"epochs": 3, "lr": 2e-3}]
+    assert config["resumes"][0]["at_epoch"] == 1
 
 
 def test_killed_while_saving_then_resumed(digits_run, tmp_path, capsys) -> None:
@@ -304,6 +316,10 @@ def _user_error_cases(tmp: Path, run: Path) -> list:
     (tmp / "wrongtype.toml").write_text('epochs = "many"\n')
     np.savetxt(tmp / "nan.csv", np.array([[1.0, np.nan], [2.0, 3.0], [1, 1], [2, 2]]), delimiter=",")
     np.save(tmp / "wide.npy", np.zeros((5, 7), np.float32))
+    np.savetxt(tmp / "iris.csv", np.random.default_rng(0).random((150, 64)), delimiter=",")
+    np.save(tmp / "iris.npy", np.zeros((10, 64), np.float32))
+    (tmp / "tables.toml").write_text("[train]\nepochs = 1\n\n[evaluate]\nn-shuffles = 3\n")
+    (tmp / "twice.toml").write_text("batch_size = 32\nbatch-size = 64\n")
     return [
         (["train", "--dataset", "cifar"], "unknown data set 'cifar'"),
         (["train", "--data", tmp / "missing.npy"], "no such file"),
@@ -328,15 +344,27 @@ def _user_error_cases(tmp: Path, run: Path) -> list:
         (["encode", run, "digits", "--out", tmp / "c.txt"], "expected a .npy file name"),
         (["encode", run, "digits"], "the following arguments are required: --out"),
         ([], "choose a command"),
+        # found by attack: each of these used to fail deep inside, or start a run directory first
+        (["train", "--seed", str(2**64)], "--seed: expected an integer in [0, 9223372036854775807]"),
+        (["train", "--data", tmp / "iris.csv", "--test-fraction", "0.999"], "smaller --test-fraction"),
+        (["train", "--config", tmp / "tables.toml"], "has a [train] table and table [evaluate]"),
+        (["train", "--config", tmp / "twice.toml"], "gives 'batch_size' and 'batch-size'"),
+        (["train", "--scale", "log"], "--scale: expected one of auto, none, minmax, standard"),
+        (["encode", run, tmp / "iris.npy", "--out", tmp / "iris.npy"], "is an input file"),
+        (["evaluate", run, "--data", tmp / "iris.csv", "--json", tmp / "iris.csv"], "is an input file"),
+        (["evaluate", run, "--json", run / "config.json"], "inside the run directory"),
     ]
 
 
 def test_user_errors_exit_2_with_one_line(digits_run, tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    for args, fragment in _user_error_cases(tmp_path, digits_run):
+    cases = _user_error_cases(tmp_path, digits_run)
+    inputs = {p: p.read_bytes() for p in (tmp_path / "iris.npy", tmp_path / "iris.csv", digits_run / "config.json")}
+    for args, fragment in cases:
         rc, out, err = run_cli(args, capsys)
         _assert_one_line_error(rc, err, fragment)
         assert not (tmp_path / "runs").exists(), args  # no run directory was started
+    assert {p: p.read_bytes() for p in inputs} == inputs  # no input was overwritten
 
 
 def test_missing_datasets_and_devices(tmp_path, capsys, monkeypatch) -> None:
@@ -370,3 +398,266 @@ def test_module_entry_point_and_help() -> None:
     for flag in ("--epochs", "--batch-size", "--latent-dim", "--hidden", "--lr", "--alpha", "--beta", "--seed",
                  "--device", "--out", "--resume", "--config", "--decoder", "--fused", "--quiet", "--overwrite"):
         assert flag in result.stdout
+
+
+# ---------------------------------------------------------------------------
+# Faults found by trying to break the command: what it does instead
+# ---------------------------------------------------------------------------
+
+
+def _one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if "error" in line]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_unscaled_data_blame_the_scale_and_eight_bit_data_are_scaled(tmp_path, capsys) -> None:
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "wide.npy", (rng.random((600, 784)) * 30).astype(np.float32))
+    rc, _, err = run_cli(["train", "--data", tmp_path / "wide.npy", "--epochs", "1", "--out", tmp_path / "a"], capsys)
+    assert "warning: the data range from" in err and "--scale standard" in err  # said before training
+    assert rc == 3
+    line = _one_error_line(err)
+    assert "diverged at epoch 1, batch 1" in line and "the likely cause is the scale of the data" in line
+    assert "--scale standard" in line and "--lr" not in line.split("Kept")[-1]  # no learning-rate loop
+    rc, _, err = run_cli(["train", "--data", tmp_path / "wide.npy", "--epochs", "1", "--scale", "standard",
+                          "--out", tmp_path / "b", "--quiet"], capsys)
+    assert rc == 0, err
+    scaling = json.loads((tmp_path / "b" / "config.json").read_text())["data"]["scaling"]
+    assert scaling["kind"] == "standard" and scaling["shift"] == pytest.approx(15.0, abs=0.1)
+    # 8-bit data: divided by 255 (as the library asks of uint8 tensors), and said so
+    x8 = rng.integers(0, 256, size=(300, 64), dtype=np.uint8)
+    np.save(tmp_path / "u8.npy", x8)
+    rc, _, err = run_cli(["train", "--data", tmp_path / "u8.npy", "--epochs", "1", "--hidden", "16",
+                          "--out", tmp_path / "c"], capsys)
+    assert rc == 0, err
+    assert "holds 8-bit integers; they are divided by 255" in err
+    config = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert config["data"]["scaling"] == {"kind": "8-bit", "shift": 0.0, "factor": 255.0}
+    assert config["settings"]["decoder"] == "bernoulli"  # the scaled data lie in [0, 1]
+    # encode applies the run's scaling to new data
+    rc, _, err = run_cli(["encode", tmp_path / "c", tmp_path / "u8.npy", "--out", tmp_path / "z.npy"], capsys)
+    assert rc == 0, err
+    with torch.no_grad():
+        expected = load_model(tmp_path / "c").encode(torch.from_numpy(x8.astype(np.float32) / 255))
+    np.testing.assert_allclose(np.load(tmp_path / "z.npy"), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_small_data_warn_about_dropped_samples_and_small_batches(tmp_path, capsys, monkeypatch) -> None:
+    from autoencoder_toolkit.models import checks
+
+    monkeypatch.setattr(checks, "_warned_small_batch", False)  # shown once per process
+    np.savetxt(tmp_path / "iris.csv", np.random.default_rng(1).random((150, 4)), delimiter=",")
+    rc, _, err = run_cli(["train", "--data", tmp_path / "iris.csv", "--epochs", "1", "--hidden", "8",
+                          "--out", tmp_path / "r"], capsys)
+    assert rc == 0, err
+    assert "--batch-size 64: 56 of the 120 training samples (47%) are left out of every epoch" in err
+    assert "--batch-size 60 uses them all" in err
+    rc, _, err = run_cli(["train", "--data", tmp_path / "iris.csv", "--epochs", "1", "--hidden", "8",
+                          "--batch-size", "60", "--out", tmp_path / "s"], capsys)
+    assert rc == 0, err
+    assert "left out" not in err
+    assert "warning: --batch-size: batch of 60 samples; the mutual-information estimate is poor below 64" in err
+
+
+def test_a_second_writer_is_refused_while_a_run_is_held(digits_run, tmp_path, capsys) -> None:
+    run = _copy_run(digits_run, tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom autoencoder_toolkit.training.run_directory import "
+         "RunDirectory\nRunDirectory(sys.argv[1]).lock()\nprint('held', flush=True)\ntime.sleep(120)", str(run)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = {p.name: p.read_bytes() for p in (run / "checkpoint").iterdir()}
+        for args in (["train", "--resume", run, "--epochs", "3"], ["train", "--out", run, "--overwrite"],
+                     ["evaluate", run]):
+            rc, _, err = run_cli(args, capsys)
+            _assert_one_line_error(rc, err, f"is in use by process {holder.pid}")
+        assert {p.name: p.read_bytes() for p in (run / "checkpoint").iterdir()} == before
+        # reading is not writing: evaluate with --json elsewhere works, and says what it left alone
+        rc, _, err = run_cli(["evaluate", run, "--json", tmp_path / "m.json"], capsys)
+        assert rc == 0, err
+        assert "in use by" in err and "evaluation.json was left as it was" in err
+    finally:
+        holder.kill()
+        holder.wait()
+    rc, _, err = run_cli(["train", "--resume", run, "--epochs", "3", "--quiet"], capsys)
+    assert rc == 0, err
+
+
+def _save_pauses(run: Path, *extra: str, env_pause: str = "0.8") -> subprocess.Popen:
+    env = {**os.environ, "AUTOENCODER_TOOLKIT_TEST_PAUSE_SAVE": env_pause, "MPLBACKEND": "Agg"}
+    return subprocess.Popen([sys.executable, "-m", "autoencoder_toolkit", "train", *SMALL, "--out", str(run),
+                             "--quiet", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.mark.parametrize("sig, status, said", [(signal.SIGINT, 130, "interrupted"),
+                                               (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_a_stop_during_a_save_names_the_checkpoint_on_disk(tmp_path, sig, status, said) -> None:
+    run = tmp_path / "s"
+    proc = _save_pauses(run)
+    models = 0
+    try:
+        for line in proc.stderr:
+            # the second save (epoch 1) has written its model into checkpoint.tmp/ only
+            if line.startswith("checkpoint-save: model"):
+                models += 1
+                if models == 2:
+                    proc.send_signal(sig)
+                    break
+        rest = proc.stderr.read()
+    finally:
+        proc.wait(timeout=60)
+        proc.stderr.close()
+    assert proc.returncode == status
+    lines = [line for line in rest.splitlines() if said in line]
+    assert len(lines) == 1 and "Traceback" not in rest, rest
+    assert "the last checkpoint (epoch 0) is kept" in lines[0]  # epoch 1 never reached checkpoint/
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    assert state["state"]["epoch"] == 0
+
+
+def test_a_data_file_truncated_during_training_stops_with_a_message(tmp_path) -> None:
+    x = np.random.default_rng(2).random((400, 64)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    run = tmp_path / "t"
+    proc = _save_pauses(run, "--data", str(tmp_path / "x.npy"))
+    try:
+        for line in proc.stderr:
+            if line.startswith("checkpoint-save: installed"):  # the epoch-0 checkpoint is complete
+                with open(tmp_path / "x.npy", "r+b") as fh:
+                    fh.truncate(4096)
+                break
+        rest = proc.stderr.read()
+    finally:
+        proc.wait(timeout=60)
+        proc.stderr.close()
+    assert proc.returncode == 4, rest  # not a SIGBUS
+    line = _one_error_line(rest)
+    assert "the data file was truncated while in use" in line and "(epoch 0) is kept" in line
+    assert "--resume" in line
+
+
+@pytest.mark.parametrize("code, said", [(errno.ENOSPC, "the disk is full"),
+                                        (errno.EROFS, "the storage is read-only"),
+                                        (errno.EDQUOT, "the disk quota is exceeded")])
+def test_storage_failures_stop_training_with_one_line(tmp_path, capsys, monkeypatch, code, said) -> None:
+    from autoencoder_toolkit.io import checkpoint as io_checkpoint
+
+    real = io_checkpoint.atomic_write_bytes
+    calls = []
+
+    def failing(path, data):
+        calls.append(path)
+        if len(calls) > 2:  # the epoch-0 checkpoint is written, then the storage fails
+            raise OSError(code, os.strerror(code))
+        return real(path, data)
+
+    monkeypatch.setattr(io_checkpoint, "atomic_write_bytes", failing)
+    run = tmp_path / "f"
+    rc, _, err = run_cli(["train", *SMALL, "--out", run], capsys)
+    assert rc == 4
+    line = _one_error_line(err)
+    assert said in line and "the last checkpoint (epoch 0) is kept" in line and "--resume" in line
+    monkeypatch.setattr(io_checkpoint, "atomic_write_bytes", real)
+    rc, _, err = run_cli(["train", "--resume", run, "--quiet"], capsys)
+    assert rc == 0, err
+
+
+def _read_only(monkeypatch, root: Path) -> None:
+    """Make every write under ``root`` fail as on read-only storage."""
+    real = os.open
+    writes = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+
+    def guarded(path, flags, *args, **kwargs):
+        if flags & writes and Path(path).resolve().is_relative_to(root.resolve()):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", guarded)
+
+
+def test_evaluate_a_read_only_run_with_json_elsewhere(digits_run, tmp_path, capsys, monkeypatch) -> None:
+    run = _copy_run(digits_run, tmp_path)
+    before = (run / "evaluation.json").read_bytes()
+    _read_only(monkeypatch, run)
+    rc, _, err = run_cli(["evaluate", run, "--json", tmp_path / "m.json"], capsys)
+    assert rc == 0, err
+    assert "cannot be written (the storage is read-only)" in err
+    assert json.loads((tmp_path / "m.json").read_text()) == json.loads(before)
+    rc, _, err = run_cli(["evaluate", run], capsys)
+    _assert_one_line_error(rc, err, "the storage is read-only", "pass --json PATH")
+    assert (run / "evaluation.json").read_bytes() == before
+
+
+def test_encode_on_a_full_disk_leaves_nothing_behind(digits_run, tmp_path, capsys, monkeypatch) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "codes.npy").write_bytes(b"earlier result")
+
+    def no_room(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", no_room)
+    rc, _, err = run_cli(["encode", digits_run, "digits", "--out", out / "codes.npy", "--with-sigma"], capsys)
+    assert rc == 4
+    line = _one_error_line(err)
+    assert "the disk is full" in line and "none was left half-written" in line
+    assert sorted(p.name for p in out.iterdir()) == ["codes.npy"]  # no .part file
+    assert (out / "codes.npy").read_bytes() == b"earlier result"
+
+
+def test_a_symlinked_checkpoint_is_refused_before_anything_changes(digits_run, tmp_path, capsys) -> None:
+    run = _copy_run(digits_run, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    (run / "checkpoint").rename(elsewhere)
+    (run / "checkpoint").symlink_to(elsewhere)
+    before = {p.name: p.read_bytes() for p in elsewhere.iterdir()}
+    rc, _, err = run_cli(["train", "--resume", run, "--epochs", "3"], capsys)
+    _assert_one_line_error(rc, err, "is a symbolic link")
+    assert {p.name: p.read_bytes() for p in elsewhere.iterdir()} == before
+
+
+def _edit_state(run: Path, edit) -> None:
+    from autoencoder_toolkit.io.checkpoint import state_digest
+
+    path = run / "checkpoint" / "state.json"
+    doc = json.loads(path.read_text())
+    edit(doc)
+    doc["digest"] = state_digest(doc)  # a consistent file: the schema, not the digest, must refuse it
+    path.write_text(json.dumps(doc))
+
+
+def _edit_config(run: Path, edit) -> None:
+    path = run / "config.json"
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("where, edit, message", [
+    ("state", lambda d: d["optimizers"]["vae"]["param_groups"][0].update(lr=-0.01), "lr: expected a finite number > 0"),
+    ("state", lambda d: d["state"].update(epoch=-3), "epoch: expected an integer >= 0"),
+    ("state", lambda d: d["optimizers"]["mi"]["param_groups"][0].update(betas=[5, 5]), "betas: expected two numbers"),
+    ("state", lambda d: d["state"].update(seed="abc"), "seed: expected an integer"),
+    ("state", lambda d: d["state"].update(history=[]), "history: expected one record per completed epoch"),
+    ("config", lambda d: d["settings"].update(model="evil"), "--model: expected one of infomax, vae, got 'evil'"),
+    ("config", lambda d: d.pop("settings"), "expected a table of settings"),
+    ("config", lambda d: d["settings"].update(seed="abc"), "--seed: expected an integer"),
+    ("config", lambda d: d["settings"].update(lr=-0.01), "--lr: expected a number > 0"),
+    ("config", lambda d: d["data"].update(sample_shape=[0]), "expected sample_shape"),
+])
+def test_tampered_run_records_are_refused(digits_run, tmp_path, capsys, where, edit, message) -> None:
+    run = _copy_run(digits_run, tmp_path)
+    (_edit_state if where == "state" else _edit_config)(run, edit)
+    for args in (["train", "--resume", run, "--epochs", "3"], ["evaluate", run]):
+        rc, _, err = run_cli(args, capsys)
+        _assert_one_line_error(rc, err, message)
+
+
+def test_an_edited_state_file_fails_its_digest(digits_run, tmp_path, capsys) -> None:
+    run = _copy_run(digits_run, tmp_path)
+    path = run / "checkpoint" / "state.json"
+    path.write_text(path.read_text().replace('"epoch": 2', '"epoch": 1', 1))
+    rc, _, err = run_cli(["train", "--resume", run, "--epochs", "3"], capsys)
+    _assert_one_line_error(rc, err, "is corrupt or was edited")

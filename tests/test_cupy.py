@@ -17,7 +17,7 @@ from autoencoder_toolkit import densities, infomaxvaes, juliarng, vaes
 from autoencoder_toolkit.backends import as_numpy, get_backend, use_cupy_kernels
 from autoencoder_toolkit.backends.cupy_backend import cuda_unavailable_reason
 from autoencoder_toolkit.backends.dispatch import fused_kernels
-from autoencoder_toolkit.outputs import GaussianLogParams, GaussianParams
+from autoencoder_toolkit.outputs import GaussianLogParams
 
 _WHY = cuda_unavailable_reason()
 _TORCH_CUDA = torch.cuda.is_available()

@@ -136,6 +136,31 @@ def test_bad_split_and_dtype_and_root() -> None:
         load_dataset("digits", dtype=np.int32)
     with pytest.raises(ValueError, match="root: only the 'fashion-mnist'"):
         load_dataset("digits", root="/tmp")
+    with pytest.raises(TypeError, match="flatten: expected True or False, got 'no'"):
+        load_dataset("digits", flatten="no")  # a non-empty string would count as true
+
+
+def test_a_memory_map_whose_file_was_truncated_raises_instead_of_crashing(tmp_path: Path) -> None:
+    # in a child process: reading past the end of a truncated map used to kill the process (SIGBUS)
+    np.save(tmp_path / "x.npy", np.ones((1000, 256), np.float32))
+    script = (
+        "import sys, numpy as np\n"
+        "from autoencoder_toolkit.datasets import read_batch, DataFileChanged\n"
+        "x = np.load(sys.argv[1], mmap_mode='r')\n"
+        "read_batch(x, slice(0, 10))\n"
+        "open(sys.argv[1], 'r+b').truncate(8192)\n"
+        "try:\n"
+        "    read_batch(x, np.array([3, 900]))\n"
+        "except DataFileChanged as err:\n"
+        "    print(err)\n"
+    )
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", script, str(tmp_path / "x.npy")], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, (p.returncode, p.stderr)
+    assert "the data file was truncated while in use (it has 8192 bytes, its array needs 1024128)" in p.stdout
 
 
 def test_digits_all() -> None:

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,6 +79,48 @@ def test_a_process_that_dies_stops_the_others_with_a_clear_message(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 1
-    assert "training process 1 of 2 failed" in err and "the other processes were stopped" in err
+    assert proc.returncode == 4  # stopped by the system, not an internal error
+    assert "training process 1 of 2 failed (killed by SIGKILL)" in err and "the other processes were stopped" in err
+    assert "internal error" not in err and "Traceback" not in err
     assert (tmp_path / "run" / "checkpoint" / "state.json").is_file()  # saved work survives
+
+
+def _processes_writing(run: Path) -> list[int]:
+    """Process ids whose command line names the run directory."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(run).encode() in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+def test_killing_the_launcher_stops_its_processes_and_frees_the_run(tmp_path):
+    run = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
+    proc = subprocess.Popen([sys.executable, "-m", "autoencoder_toolkit", "train", "--nproc", "2", "--epochs",
+                             "500", "--hidden", "16", "--out", str(run), "--quiet"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+    try:
+        deadline = time.time() + 180
+        while not (run / "metrics.csv").exists() and time.time() < deadline:
+            time.sleep(0.5)
+        assert (run / "metrics.csv").exists(), "training never started"
+        holder = (run / ".lock").read_text()
+        assert holder.startswith("process ")  # the main training process holds the run directory
+        os.kill(proc.pid, signal.SIGKILL)  # no chance to stop its children itself
+        proc.wait(timeout=30)
+        deadline = time.time() + 60
+        while _processes_writing(run) and time.time() < deadline:
+            time.sleep(0.5)
+        assert _processes_writing(run) == [], "training processes outlived their launcher"
+    finally:
+        for pid in _processes_writing(run):
+            os.kill(pid, signal.SIGKILL)
+    # the lock died with its holder: the run can be resumed at once
+    p = cli("train", "--resume", str(run), "--epochs", "1", "--quiet")
+    assert p.returncode == 0, p.stderr

@@ -13,7 +13,7 @@ from autoencoder_toolkit.decoders import BernoulliDecoder, JointGaussianLogDecod
 from autoencoder_toolkit.encoders import JointGaussianLogEncoder
 from autoencoder_toolkit.fused import fused_losses
 from autoencoder_toolkit.infomaxvaes import InfoMaxVAE, MutualInfoChain, infomaxloss, miloss, train_
-from autoencoder_toolkit.layers import Chain, Dense
+from autoencoder_toolkit.layers import Dense
 
 
 def gen(seed):

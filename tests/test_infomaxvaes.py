@@ -18,7 +18,6 @@ from autoencoder_toolkit.infomaxvaes import (InfoMaxVAE, MutualInfoChain, infoma
 from autoencoder_toolkit.layers import Chain, Dense, Flatten, zeros32
 from autoencoder_toolkit.outputs import InfoMaxVAEOutput, VAEOutput
 
-from .conftest import f64
 
 
 def gen(seed):
@@ -416,3 +415,68 @@ def test_float32_edge_a_finite_step_below_the_edge_trains(fused):
     assert math.isfinite(l_vae) and math.isfinite(l_mi)
     assert all(torch.isfinite(p).all() for p in m.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, m.parameters()))
+
+
+# ----------------------------------------------------------------------------- a failing step changes nothing
+
+def _trained_pair(small_infomax, x):
+    m = small_infomax
+    opt = setup(torch.optim.Adam, m)
+    train_(m, x, opt)  # optimizer state exists
+    return m, opt
+
+
+def _bad_critic_loss(vae, mi, xx, **kw):
+    raise RuntimeError("the user's critic loss failed")
+
+
+@pytest.mark.parametrize("case", ["reg_strength", "unknown_key", "seed", "rng", "raising_function",
+                                  "infomax_unknown_key", "n_samples"])
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_failing_train_call_changes_nothing(small_infomax, x, case, fused):
+    m, opt = _trained_pair(small_infomax, x)
+    saved = _state(m, opt)
+    kwargs = {
+        "reg_strength": dict(miloss_kwargs={"reg_strength": -1.0}),
+        "unknown_key": dict(miloss_kwargs={"gamma": 1.0}),
+        "seed": dict(miloss_kwargs={"seed": -3}),
+        "rng": dict(miloss_kwargs={"rng": "x"}),
+        "raising_function": dict(miloss_function=_bad_critic_loss),
+        "infomax_unknown_key": dict(infomaxloss_kwargs={"gamma": 1.0}),
+        "n_samples": dict(infomaxloss_kwargs={"n_samples": 0}),
+    }[case]
+    if fused and case == "raising_function":
+        with pytest.raises(ValueError, match="custom infomaxloss_function or miloss_function need fused=False"):
+            train_(m, x, opt, fused=True, **kwargs)
+    else:
+        with pytest.raises((ValueError, TypeError, RuntimeError)):
+            train_(m, x, opt, fused=fused, **kwargs)
+    _assert_same_state(m, opt, saved)
+    assert all(p.grad is None for p in m.parameters())
+
+
+def test_unknown_keywords_name_the_public_function_and_list_the_accepted_ones(small_infomax, x):
+    m, opt = _trained_pair(small_infomax, x)
+    with pytest.raises(TypeError, match=r"miloss_kwargs: miloss\(\) has no keyword 'gamma'; accepted: regularization"):
+        train_(m, x, opt, miloss_kwargs={"gamma": 1.0})
+    with pytest.raises(TypeError, match=r"infomaxloss_kwargs: infomaxloss\(\) has no keyword 'gamma'"):
+        train_(m, x, opt, infomaxloss_kwargs={"gamma": 1.0})
+
+
+def test_optimizers_that_do_not_belong_to_the_model_are_refused(small_infomax, x):
+    from autoencoder_toolkit.outputs import OptimizerPair
+
+    m, opt = _trained_pair(small_infomax, x)
+    saved = _state(m, opt)
+    with pytest.raises(ValueError, match=r"opt\.vae: the optimizer does not hold the parameters of this model\.vae"):
+        train_(m, x, OptimizerPair(opt.mi, opt.vae))
+    other = copy.deepcopy(m)
+    with pytest.raises(ValueError, match="opt.vae: the optimizer does not hold the parameters"):
+        train_(m, x, setup(torch.optim.Adam, other))
+    _assert_same_state(m, opt, saved)
+
+
+def test_a_critic_of_another_latent_size_is_refused_by_the_loss(small_infomax, x):
+    other = MutualInfoChain(10, 3, [10], ["relu"], "identity")
+    with pytest.raises(ValueError, match="mi: the critic takes 3 latent dimensions but the VAE produces 2"):
+        infomaxloss(small_infomax.vae, other, x)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import autoencoder_toolkit as aet
-from autoencoder_toolkit import juliarng, mmdvaes, serialization
+from autoencoder_toolkit import juliarng, serialization
 from autoencoder_toolkit.decoders import BernoulliDecoder, SimpleGaussianDecoder, decoder_loglikelihood
 from autoencoder_toolkit.encoders import JointGaussianLogEncoder, encoder_kl
 from autoencoder_toolkit.mmdvaes import MMDVAE, gaussian_kernel, logP_mmd_ratio, loss, mmd_div, train_

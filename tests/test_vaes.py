@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -16,7 +15,6 @@ from autoencoder_toolkit.encoders import JointGaussianEncoder, JointGaussianLogE
 from autoencoder_toolkit.outputs import VAEOutput
 from autoencoder_toolkit.vaes import VAE, loss, reparameterize, train_
 
-from .conftest import f64
 
 
 def test_reparameterize_shapes_and_forms():
@@ -127,6 +125,16 @@ def test_regularization_hook_receives_the_forward_outputs():
     z = vae(x, latent=True, rng=torch.Generator().manual_seed(1)).z
     torch.testing.assert_close(with_reg - base, 0.5 * 2.0 * z.pow(2).sum(), rtol=1e-5, atol=1e-5)
     assert seen["type"] is VAEOutput
+
+
+def test_an_encoder_and_decoder_of_different_data_sizes_are_refused_at_construction():
+    enc = JointGaussianLogEncoder(10, 2, [8], ["relu"], "identity")
+    for dec in (BernoulliDecoder(12, 2, [8], ["relu"], "sigmoid"),
+                SimpleGaussianDecoder(12, 2, [8], ["relu"], "identity")):
+        with pytest.raises(ValueError, match=r"decoder: produces samples of shape \(12,\) but the encoder takes "
+                                             r"samples of shape \(10,\)"):
+            enc * dec
+    assert (enc * BernoulliDecoder(10, 2, [8], ["relu"], "sigmoid")).input_shape == (10,)
 
 
 def test_joint_gaussian_encoder_works_inside_a_vae():

@@ -8,7 +8,6 @@ exception, never an error from deep inside torch.
 from __future__ import annotations
 
 import math
-import re
 import warnings
 
 import numpy as np

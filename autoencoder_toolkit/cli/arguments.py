@@ -8,14 +8,14 @@ a ``[train]`` table) and goes through the same converters; flags win over it.
 from __future__ import annotations
 
 import argparse
-import math
 import re
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from .. import __version__
-from ..data.datasets import DATASETS
-from ..training.job import PROG, RESUMABLE, TRAIN_DEFAULTS, flag
+from ..training import settings
+from ..training.job import PROG
+from ..training.settings import CHECKERS, RESUMABLE, TRAIN_DEFAULTS, SettingsError, flag
 
 __all__ = ["UsageError", "CONFIG_KEYS", "CONVERTERS", "positive_int", "device", "read_config_file",
            "build_parser"]
@@ -42,120 +42,28 @@ class _ArgumentParser(argparse.ArgumentParser):
 CONFIG_KEYS = tuple(TRAIN_DEFAULTS) + ("out", "quiet", "overwrite")
 
 
+def _argument(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A setting's checker as an argparse type (its message becomes argparse's)."""
+    def convert(value: Any) -> Any:
+        try:
+            return check(value)
+        except SettingsError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return convert
+
+
 def positive_int(name: str, minimum: int = 1) -> Callable[[Any], int]:
-    def convert(value: Any) -> int:
-        if isinstance(value, bool):
-            raise argparse.ArgumentTypeError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-        try:
-            v = int(value) if not isinstance(value, float) or value.is_integer() else None
-        except (TypeError, ValueError):
-            v = None
-        if v is None or v < minimum or (isinstance(value, str) and not re.fullmatch(r"\s*\d+\s*", value)):
-            raise argparse.ArgumentTypeError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-        return v
-    return convert
+    return _argument(settings.positive_int(name, minimum))
 
 
-def _float(name: str, minimum: float | None = None, positive: bool = False,
-           below: float | None = None) -> Callable[[Any], float]:
-    def convert(value: Any) -> float:
-        try:
-            if isinstance(value, bool):
-                raise ValueError
-            v = float(value)
-        except (TypeError, ValueError):
-            raise argparse.ArgumentTypeError(f"{name}: expected a number, got {value!r}") from None
-        if not math.isfinite(v):
-            raise argparse.ArgumentTypeError(f"{name}: expected a finite number, got {value!r}")
-        if positive and not v > 0:
-            raise argparse.ArgumentTypeError(f"{name}: expected a number > 0, got {value!r}")
-        if minimum is not None and v < minimum:
-            raise argparse.ArgumentTypeError(f"{name}: expected a number >= {minimum}, got {value!r}")
-        if below is not None and not v < below:
-            raise argparse.ArgumentTypeError(f"{name}: expected a number < {below}, got {value!r}")
-        return v
-    return convert
+def _float(name: str, positive: bool = False) -> Callable[[Any], float]:
+    return _argument(settings.number(name, positive=positive))
 
 
-def _sizes(name: str) -> Callable[[Any], list[int]]:
-    def convert(value: Any) -> list[int]:
-        items = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else [value]
-        out = []
-        for item in items:
-            try:
-                out.append(positive_int(name)(item.strip() if isinstance(item, str) else item))
-            except argparse.ArgumentTypeError:
-                raise argparse.ArgumentTypeError(
-                    f"{name}: expected comma-separated positive layer sizes such as 256,256, got {value!r}") from None
-        if not out:
-            raise argparse.ArgumentTypeError(f"{name}: expected at least one layer size, got {value!r}")
-        return out
-    return convert
+device = _argument(settings.device_name)
 
-
-def _choice(name: str, choices: Sequence[str]) -> Callable[[Any], str]:
-    def convert(value: Any) -> str:
-        v = str(value).strip().lower()
-        if v not in choices:
-            raise argparse.ArgumentTypeError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
-        return v
-    return convert
-
-
-def device(value: Any) -> str:
-    v = str(value).strip().lower()
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", v):
-        raise argparse.ArgumentTypeError(f"--device: expected cpu or cuda (or cuda:N), got {value!r}")
-    return v
-
-
-def _dataset_name(value: Any) -> str:
-    v = str(value).strip().lower().replace("_", "-")
-    if v not in DATASETS:
-        raise argparse.ArgumentTypeError(f"--dataset: unknown data set {value!r}; expected one of "
-                                         f"{', '.join(DATASETS)} (or --data PATH for your own file)")
-    return v
-
-
-def _text(name: str) -> Callable[[Any], str]:
-    def convert(value: Any) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise argparse.ArgumentTypeError(f"{name}: expected a path, got {value!r}")
-        return value
-    return convert
-
-
-def _boolean(name: str) -> Callable[[Any], bool]:
-    def convert(value: Any) -> bool:
-        if isinstance(value, bool):
-            return value
-        raise argparse.ArgumentTypeError(f"{name}: expected true or false, got {value!r}")
-    return convert
-
-
-CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "dataset": _dataset_name,
-    "data": _text("--data"),
-    "labels": _text("--labels"),
-    "model": _choice("--model", ("infomax", "vae")),
-    "epochs": positive_int("--epochs"),
-    "batch_size": positive_int("--batch-size", 2),
-    "latent_dim": positive_int("--latent-dim"),
-    "hidden": _sizes("--hidden"),
-    "critic_hidden": _sizes("--critic-hidden"),
-    "lr": _float("--lr", positive=True),
-    "alpha": _float("--alpha", minimum=0.0),
-    "beta": _float("--beta", minimum=0.0),
-    "seed": positive_int("--seed", 0),
-    "decoder": _choice("--decoder", ("bernoulli", "gaussian")),
-    "test_fraction": _float("--test-fraction", positive=True, below=1.0),
-    "device": device,
-    "fused": _boolean("--fused"),
-    "global_shuffle": _boolean("--global-shuffle"),
-    "out": _text("--out"),
-    "quiet": _boolean("--quiet"),
-    "overwrite": _boolean("--overwrite"),
-}
+#: The argparse type of each setting: its checker of :mod:`autoencoder_toolkit.training.settings`.
+CONVERTERS: dict[str, Callable[[Any], Any]] = {key: _argument(check) for key, check in CHECKERS.items()}
 
 
 def read_config_file(path: str) -> dict[str, Any]:
@@ -175,14 +83,26 @@ def read_config_file(path: str) -> dict[str, Any]:
         doc = tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise UsageError(f"--config: cannot parse '{p}' as TOML ({err})") from None
-    if set(doc) == {"train"} and isinstance(doc["train"], dict):
+    if isinstance(doc.get("train"), dict):
+        others = sorted(k for k in doc if k != "train")
+        if others:
+            tables = [k for k in others if isinstance(doc[k], dict)]
+            what = (f"table{'s' if len(tables) > 1 else ''} {', '.join(f'[{t}]' for t in tables)}" if tables else
+                    f"key{'s' if len(others) > 1 else ''} {', '.join(map(repr, others))} outside it")
+            raise UsageError(f"--config: '{p}' has a [train] table and {what}; train reads the [train] table "
+                             "alone (or flat keys without any table): move those settings into [train]")
         doc = doc["train"]
     out: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
     for raw_key, value in doc.items():
         key = raw_key.replace("-", "_")
         if key not in CONFIG_KEYS:
             raise UsageError(f"--config: unknown key {raw_key!r} in '{p}'; accepted keys: "
                              f"{', '.join(k.replace('_', '-') for k in CONFIG_KEYS)}")
+        if key in spelled:
+            raise UsageError(f"--config: '{p}' gives {spelled[key]!r} and {raw_key!r}, one setting spelled twice; "
+                             "keep one")
+        spelled[key] = raw_key
         try:
             out[key] = CONVERTERS[key](value)
         except argparse.ArgumentTypeError as err:
@@ -199,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Train, evaluate and use InfoMax variational autoencoders.",
         epilog="Exit status: 0 success, 2 user error, 3 training diverged (checkpoint kept), "
-               "1 unexpected error. Add --debug for tracebacks.",
+               "4 stopped by the system (disk full, read-only storage, a lost process; checkpoint kept), "
+               "130 interrupted, 143 terminated (SIGTERM), 1 unexpected error. Add --debug for tracebacks.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -229,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="class labels for --data (.npy, .npz or one-column .csv)")
     src.add_argument("--test-fraction", type=CONVERTERS["test_fraction"], default=None, metavar="F",
                      help="held-out fraction of --data (default 0.2; built-in sets use their own split)")
+    src.add_argument("--scale", type=CONVERTERS["scale"], default=None, metavar="{auto,none,minmax,standard}",
+                     help="scale the data, one map for all features fitted on the training split: minmax to "
+                          "[0, 1], standard to mean 0 and spread 1, none; auto (default) divides 8-bit integer "
+                          "data by 255 and leaves other data as they are")
     mdl = t.add_argument_group("model")
     mdl.add_argument("--model", type=CONVERTERS["model"], default=None,
                      help="infomax (InfoMax-VAE, default) or vae (VAE / beta-VAE)")
@@ -251,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"α, weight of the mutual-information term (default {TRAIN_DEFAULTS['alpha']})")
     opt.add_argument("--beta", type=CONVERTERS["beta"], default=None,
                      help=f"β, weight of the KL term (default {TRAIN_DEFAULTS['beta']}; > 1 gives a β-VAE)")
-    opt.add_argument("--seed", type=CONVERTERS["seed"], default=None, help="random seed (default 0)")
+    opt.add_argument("--seed", type=CONVERTERS["seed"], default=None, help="random seed, 0 to 2**63-1 (default 0)")
     opt.add_argument("--device", type=CONVERTERS["device"], default=None, help="cpu or cuda (default cpu)")
     opt.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None,
                      help="use the fused InfoMax-VAE training step (one forward and one backward pass); "

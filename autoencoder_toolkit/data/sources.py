@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .datasets import DATASETS, check_finite, load_array, load_dataset, load_labels, train_test_split
-from .splits import DataSplit
+from .splits import DataSplit, Scaling
 
 __all__ = ["DataSourceError", "RunData", "value_range", "load_user_array", "load_user_labels", "load_run_data",
            "load_other_data"]
@@ -42,16 +42,41 @@ def value_range(x: np.ndarray) -> tuple[float, float]:
 
 
 class RunData:
-    """The training and held-out splits of a run, and what a summary says about them."""
+    """The training and held-out splits of a run, and what a summary says about them.
+
+    ``raw_range`` is the data's ``(min, max)`` as stored, ``scaling`` the map applied to
+    every batch, ``in_unit_interval`` whether the scaled data lie in ``[0, 1]``.
+    """
 
     def __init__(self, train: DataSplit, test: DataSplit, label: str, class_names: Sequence[str] | None,
-                 in_unit_interval: bool, n_total: int) -> None:
+                 raw_range: tuple[float, float], n_total: int) -> None:
         self.train = train
         self.test = test
         self.label = label
         self.class_names = class_names
-        self.in_unit_interval = in_unit_interval
+        self.raw_range = raw_range
         self.n_total = n_total
+
+    @property
+    def scaling(self) -> Scaling:
+        return self.train.scaling
+
+    @property
+    def scaled_range(self) -> tuple[float, float]:
+        """``(min, max)`` of the data as training sees them."""
+        s = self.scaling
+        return (self.raw_range[0] - s.shift) / s.factor, (self.raw_range[1] - s.shift) / s.factor
+
+    @property
+    def in_unit_interval(self) -> bool:
+        lo, hi = self.scaled_range
+        return lo >= -1e-6 and hi <= 1.0 + 1e-6
+
+    def with_scaling(self, scaling: Scaling) -> "RunData":
+        """The same splits, read through ``scaling``."""
+        return RunData(DataSplit(self.train.x, self.train.index, self.train.labels, scaling),
+                       DataSplit(self.test.x, self.test.index, self.test.labels, scaling),
+                       self.label, self.class_names, self.raw_range, self.n_total)
 
 
 def load_user_array(path: str, what: str) -> np.ndarray:
@@ -77,9 +102,20 @@ def load_user_labels(path: str) -> np.ndarray:
         raise DataSourceError(f"--labels: {_one_line(err).removeprefix('path: ')}") from None
 
 
-def load_run_data(settings: Mapping[str, Any]) -> RunData:
+def load_run_data(settings: Mapping[str, Any], scaling: Scaling | None = None) -> RunData:
     """The splits a run trains and evaluates on: ``settings["data"]`` (split by ``test_fraction`` and
-    ``seed``, stratified by the labels when given) or the built-in ``settings["dataset"]`` (its own split)."""
+    ``seed``, stratified by the labels when given) or the built-in ``settings["dataset"]`` (its own split).
+
+    The splits are read through ``scaling`` (a run's recorded one) or, without it, through
+    the scaling ``settings["scale"]`` fitted to the training split (:meth:`Scaling.choose`).
+    """
+    data = _load_run_data(settings)
+    if scaling is None:
+        scaling = Scaling.choose(settings.get("scale", "auto"), data.train)
+    return data.with_scaling(scaling)
+
+
+def _load_run_data(settings: Mapping[str, Any]) -> RunData:
     if settings.get("data"):
         path = settings["data"]
         x = load_user_array(path, "--data")
@@ -104,7 +140,7 @@ def load_run_data(settings: Mapping[str, Any]) -> RunData:
         return RunData(
             DataSplit(x, train_idx, None if labels is None else labels[train_idx]),
             DataSplit(x, test_idx, None if labels is None else labels[test_idx]),
-            label, None, lo >= 0.0 and hi <= 1.0, n)
+            label, None, (lo, hi), n)
     name = settings["dataset"]
     try:
         train = load_dataset(name, split="train")
@@ -112,12 +148,13 @@ def load_run_data(settings: Mapping[str, Any]) -> RunData:
     except (ModuleNotFoundError, FileNotFoundError) as err:
         raise DataSourceError(f"--dataset {name}: {err}") from None
     return RunData(DataSplit(train.x, None, train.labels), DataSplit(test.x, None, test.labels), name,
-                   train.class_names, True, len(train) + len(test))
+                   train.class_names, (0.0, 1.0), len(train) + len(test))
 
 
 def load_other_data(spec: str, labels_path: str | None, input_shape: Sequence[int] | None,
-                    what: str) -> tuple[Any, np.ndarray | None]:
-    """Data to evaluate or encode: a file, or a built-in data set name (all of it), shaped for the model."""
+                    what: str, scaling: Scaling | None = None) -> tuple[Any, np.ndarray | None]:
+    """Data to evaluate or encode: a file, or a built-in data set name (all of it), shaped for the model
+    and read through ``scaling`` (the run's), batch by batch."""
     key = spec.strip().lower().replace("_", "-")
     labels = None
     if not Path(spec.split(".npz:")[0]).exists() and key in DATASETS:
@@ -136,4 +173,6 @@ def load_other_data(spec: str, labels_path: str | None, input_shape: Sequence[in
             raise DataSourceError(f"{what}: the model takes samples of shape {tuple(input_shape)}, got samples of "
                                   f"shape {tuple(x.shape[1:])} in '{spec}'")
         x = x.reshape((x.shape[0], *input_shape))
+    if scaling is not None and not scaling.identity:
+        x = DataSplit(x, None, None, scaling).view()
     return x, labels

@@ -31,6 +31,7 @@ from typing import Any
 from ..backends import get_backend
 from ..backends.base import Backend
 from ..io.checkpoint import resolve_model_path
+from ..io.files import CheckpointError
 from ..io.model_file import read_model
 from ..io.safetensors import to_numpy
 from .activations import ACTIVATIONS
@@ -45,10 +46,14 @@ def load(path: str | os.PathLike[str], backend: str | Backend = "numpy", *, devi
     """Read a model file (or a checkpoint folder's, or a run directory's newest) onto ``backend``.
 
     The file is checked before any tensor is read (:func:`autoencoder_toolkit.io.model_file.read_model`);
-    a damaged, foreign or mismatched file raises :class:`~autoencoder_toolkit.io.files.CheckpointError`,
-    a layer the frozen models cannot run :class:`NotExportable`.
+    a damaged, foreign or mismatched file, or one holding a layer the frozen models cannot run,
+    raises :class:`~autoencoder_toolkit.io.files.CheckpointError` saying why.
     """
+    target = get_backend(backend)
     p = resolve_model_path(path)
     config, raw = read_model(p)
     arrays = {name: to_numpy(r, f"model: '{p}': tensor {name!r}") for name, r in raw.items()}
-    return from_config(config, arrays, backend, device=device)
+    try:
+        return from_config(config, arrays, target, device=device)
+    except (NotExportable, ValueError) as err:
+        raise CheckpointError(f"model: '{p}': {err}") from None

@@ -9,7 +9,10 @@ A checkpoint is a folder of three files:
     Every tensor of the optimizers' states and the random generators' states.
 ``state.json``
     Written **last**. The SHA-256 digest and size of the two other files, and the
-    training state (see :mod:`autoencoder_toolkit.training.checkpoints`).
+    training state (see :mod:`autoencoder_toolkit.training.checkpoints`); its own entry
+    ``"digest"`` is the SHA-256 of the rest of the document (canonical JSON: sorted keys,
+    no spaces), so that a damaged or edited state file is refused like a damaged tensor
+    file. Version 1 files, written before that entry existed, are read without it.
 
 Every file is written atomically. A run directory holds the current checkpoint in
 ``checkpoint/``; :func:`write_checkpoint` replaces it in five steps:
@@ -37,6 +40,7 @@ to stderr and sleeps that long after each stage (``model``, ``optimizer``, ``sta
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -49,7 +53,7 @@ from .files import CheckpointError, atomic_write_bytes, atomic_write_text, fsync
 from .safetensors import describe_foreign
 
 __all__ = ["MODEL_FILE", "OPTIMIZER_FILE", "STATE_FILE", "CHECKPOINT_DIR", "STATE_FORMAT", "FORMAT_VERSION",
-           "PAUSE_ENV_VAR", "MAX_STATE_BYTES", "write_checkpoint", "read_state", "verify_checkpoint",
+           "PAUSE_ENV_VAR", "MAX_STATE_BYTES", "write_checkpoint", "state_digest", "read_state", "verify_checkpoint",
            "find_checkpoint", "resolve_model_path"]
 
 MODEL_FILE = "model.safetensors"
@@ -60,8 +64,10 @@ _TMP_SUFFIX = ".tmp"
 _PREV_SUFFIX = ".prev"
 
 STATE_FORMAT = "autoencoder_toolkit.checkpoint"
-#: Version of the checkpoint layout written here.
-FORMAT_VERSION = 1
+#: Version of the checkpoint layout written here (2: ``state.json`` carries its own digest).
+FORMAT_VERSION = 2
+#: Versions read.
+READ_VERSIONS = (1, 2)
 PAUSE_ENV_VAR = "AUTOENCODER_TOOLKIT_TEST_PAUSE_SAVE"
 #: Largest ``state.json`` read (a training history of thousands of epochs is far smaller).
 MAX_STATE_BYTES = 64 * 2**20
@@ -114,9 +120,9 @@ def write_checkpoint(run_dir: str | os.PathLike[str], files: Mapping[str, bytes]
         atomic_write_bytes(tmp / fname, data)
         digests[fname] = {"sha256": sha256_file(tmp / fname), "bytes": (tmp / fname).stat().st_size}
         _after_stage("model" if fname == MODEL_FILE else "optimizer", tmp)
-    atomic_write_text(tmp / STATE_FILE, json.dumps({**document, "format": STATE_FORMAT,
-                                                    "format_version": FORMAT_VERSION, "files": digests},
-                                                   indent=1, sort_keys=True))
+    body = {**document, "format": STATE_FORMAT, "format_version": FORMAT_VERSION, "files": digests}
+    body.pop("digest", None)
+    atomic_write_text(tmp / STATE_FILE, json.dumps({**body, "digest": state_digest(body)}, indent=1, sort_keys=True))
     fsync_dir(tmp)
     _after_stage("state", tmp)
     # 3. the current set becomes the previous one
@@ -136,8 +142,16 @@ def write_checkpoint(run_dir: str | os.PathLike[str], files: Mapping[str, bytes]
     return final
 
 
+def state_digest(document: Mapping[str, Any]) -> str:
+    """SHA-256 of a state document without its ``"digest"`` entry, as canonical JSON."""
+    body = {k: v for k, v in document.items() if k != "digest"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def read_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """The parsed ``state.json`` of a checkpoint folder, its format checked (not its digests)."""
+    """The parsed ``state.json`` of a checkpoint folder, its format and own digest checked (not the
+    digests of the tensor files: :func:`verify_checkpoint`)."""
     sp = Path(folder) / STATE_FILE
     if not sp.is_file():
         raise CheckpointError(f"checkpoint: '{folder}' has no {STATE_FILE} (an incomplete save)")
@@ -150,9 +164,13 @@ def read_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint: '{sp}' is corrupt ({err})") from None
     if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
         raise CheckpointError(f"checkpoint: '{sp}' is not a checkpoint state file of this library")
-    if doc.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint: '{sp}' has format version {doc.get('format_version')!r}, this "
-                              f"library reads version {FORMAT_VERSION}")
+    version = doc.get("format_version")
+    if version not in READ_VERSIONS or isinstance(version, bool):
+        raise CheckpointError(f"checkpoint: '{sp}' has format version {version!r}, this library reads versions "
+                              f"{', '.join(map(str, READ_VERSIONS))}")
+    if version >= 2 and doc.get("digest") != state_digest(doc):
+        raise CheckpointError(f"checkpoint: '{sp}' is corrupt or was edited (its content differs from its "
+                              "recorded SHA-256 digest)")
     return doc
 
 

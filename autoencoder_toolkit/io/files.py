@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["CheckpointError", "atomic_write_bytes", "atomic_write_text", "fsync_dir", "sha256_file"]
+import numpy as np
+
+__all__ = ["system_reason", "CheckpointError", "atomic_write_bytes", "atomic_write_text", "fsync_dir", "sha256_file", "NpyWriter"]
+
+
+_SYSTEM_REASONS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+                   errno.EROFS: "the storage is read-only", errno.EIO: "the storage reported an input/output error"}
+
+
+def system_reason(err: OSError) -> str:
+    """Why the system refused a file operation, in words (``"the disk is full"``, ...)."""
+    return _SYSTEM_REASONS.get(err.errno or -1, err.strerror or " ".join(str(err).split()) or type(err).__name__)
 
 
 class CheckpointError(ValueError):
@@ -72,3 +84,74 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+class NpyWriter:
+    """Write a ``.npy`` array of known shape row block by row block, atomically.
+
+    The rows go to a temporary file in the target's folder whose full size is reserved
+    first (``posix_fallocate``), so a disk without room fails at once with ``ENOSPC``
+    rather than half way (and no sparse memory map can fault on a full disk). On
+    :meth:`commit` the file is ``fsync``-ed and replaces ``path``; :meth:`discard` (or
+    leaving the ``with`` block with an error) removes it and leaves ``path`` untouched::
+
+        with NpyWriter("codes.npy", (n, d), np.float32) as w:
+            for block in blocks:
+                w.write(block)
+    """
+
+    def __init__(self, path: str | os.PathLike[str], shape: tuple[int, ...], dtype: Any) -> None:
+        self.path = Path(path)
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype).newbyteorder("<")
+        self._written = 0
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix="." + self.path.name + ".", suffix=".part")
+        self._tmp = Path(tmp)
+        self._file = os.fdopen(fd, "wb")
+        try:
+            np.lib.format.write_array_header_1_0(self._file, {"descr": np.lib.format.dtype_to_descr(self.dtype),
+                                                              "fortran_order": False, "shape": self.shape})
+            self._file.flush()
+            self._total = self._file.tell() + int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(self._file.fileno(), 0, self._total)
+        except BaseException:
+            self.discard()
+            raise
+
+    def write(self, rows: np.ndarray) -> None:
+        """Append ``rows`` (of the array's trailing shape)."""
+        block = np.ascontiguousarray(rows, dtype=self.dtype)
+        if block.shape[1:] != self.shape[1:] or self._written + block.shape[0] > self.shape[0]:
+            raise ValueError(f"rows: expected blocks of shape (k, {', '.join(map(str, self.shape[1:]))}) adding up "
+                             f"to {self.shape[0]} rows, got {block.shape} after {self._written} rows")
+        self._file.write(block.tobytes())
+        self._written += block.shape[0]
+
+    def commit(self) -> Path:
+        """Check that every row was written, make the file durable and move it into place."""
+        if self._written != self.shape[0]:
+            raise ValueError(f"rows: {self._written} of {self.shape[0]} rows were written")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.chmod(self._tmp, 0o644)
+        os.replace(self._tmp, self.path)
+        fsync_dir(self.path.parent)
+        return self.path
+
+    def discard(self) -> None:
+        """Remove the temporary file; ``path`` is left as it was."""
+        with contextlib.suppress(OSError):
+            self._file.close()
+        with contextlib.suppress(OSError):
+            self._tmp.unlink()
+
+    def __enter__(self) -> "NpyWriter":
+        return self
+
+    def __exit__(self, kind: Any, value: Any, tb: Any) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            self.discard()

@@ -30,6 +30,7 @@ from ..io import model_file
 from ..io.architecture import ArchitectureError, check_config
 from ..io.checkpoint import resolve_model_path
 from ..io.files import CheckpointError
+from .checks import check_device
 
 __all__ = ["CONFIG_VERSION", "Component", "LayerNotDescribed", "register_builder", "module_config", "child_config",
            "module_from_config",
@@ -348,6 +349,7 @@ def load_model(path: str | os.PathLike[str], *, config: Mapping[str, Any] | None
         Missing, truncated, corrupt or foreign (e.g. pickled) file, an architecture that
         is malformed or unknown, or tensors whose names, shapes or dtypes differ from it.
     """
+    dev = check_device(device)
     p = resolve_model_path(path)
     cfg, raw = model_file.read_model(p, config=config)
     try:
@@ -360,7 +362,7 @@ def load_model(path: str | os.PathLike[str], *, config: Mapping[str, Any] | None
             raise CheckpointError(f"model: '{p}' does not match the architecture: tensor {name!r} has dtype "
                                   f"{_TORCH_DTYPES[raw[name][0]]}, the architecture expects {ref.dtype}")
     model.load_state_dict({name: raw_to_tensor(r) for name, r in raw.items()}, strict=True)
-    return model.to(device)
+    return model.to(dev)
 
 
 def to_backend(module: nn.Module, backend: Any = "numpy", *, device: Any = None) -> Any:

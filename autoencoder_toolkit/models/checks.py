@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 import warnings
 from typing import Any, Iterable, Mapping
 
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "check_device",
     "as_model_input",
     "check_keywords",
     "same_kind",
@@ -43,6 +45,21 @@ MI_MIN_BATCH = 2
 #: Below this batch size the MI estimate is poor; a warning is issued once per process.
 MI_RECOMMENDED_BATCH = 64
 _warned_small_batch = False
+
+
+def check_device(device: Any, name: str = "device") -> torch.device:
+    """``device`` as a ``torch.device`` that exists here: the CPU or a present CUDA device."""
+    text = str(device) if isinstance(device, (str, torch.device)) else None
+    if text is None or not re.fullmatch(r"cpu|cuda(:\d+)?", text.strip().lower()):
+        raise ValueError(f"{name}: expected 'cpu' or 'cuda' (or 'cuda:N'), got {device!r}")
+    dev = torch.device(text.strip().lower())
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name}: CUDA is not available here (torch.cuda.is_available() is False); use cpu")
+        index = dev.index or 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"{name}: there are {torch.cuda.device_count()} CUDA device(s), no {dev}")
+    return dev
 
 
 def module_device_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:

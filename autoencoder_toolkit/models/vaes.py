@@ -14,6 +14,8 @@ averaged over the batch. ``β`` weighs the KL term (``β = 1``: the ELBO; ``β >
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Callable, Mapping
 
 import torch
@@ -88,6 +90,10 @@ class VAE(Component):
         le, ld = getattr(encoder, "latent_dim", None), decoder.latent_dim
         if le is not None and ld is not None and le != ld:
             raise ValueError(f"decoder: expects {ld} latent dimensions but the encoder produces {le}")
+        shape_in, shape_out = getattr(encoder, "input_shape", None), getattr(decoder, "output_shape", None)
+        if shape_in is not None and shape_out is not None and math.prod(shape_in) != math.prod(shape_out):
+            raise ValueError(f"decoder: produces samples of shape {tuple(shape_out)} but the encoder takes samples "
+                             f"of shape {tuple(shape_in)}; their sizes must agree")
         self.encoder = encoder
         self.decoder = decoder
 

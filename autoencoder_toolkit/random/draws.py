@@ -119,9 +119,13 @@ def check_rng(rng: Any, argument: str = "rng") -> None:
 
 
 def check_seed(seed: Any, argument: str = "seed") -> None:
-    """Raise ``TypeError`` unless ``seed`` is ``None`` or an integer."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+    """Raise unless ``seed`` is ``None`` or a non-negative integer (a Julia ``MersenneTwister`` seed)."""
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"{argument}: expected an integer or None, got {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"{argument}: expected a non-negative integer (Julia's MersenneTwister seeds), got {seed}")
 
 
 def normal(rng: Any, shape: tuple[int, ...]) -> Any:

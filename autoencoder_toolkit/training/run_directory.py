@@ -13,9 +13,12 @@ Layout::
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
 import shutil
+import socket
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -24,22 +27,22 @@ import numpy as np
 from torch import nn
 
 from ..evaluation.plots import plot_latent, plot_losses, plot_mutual_info
-from ..io.files import atomic_write_text
+from ..io.checkpoint import CHECKPOINT_DIR, find_checkpoint, read_state
+from ..io.files import CheckpointError, atomic_write_text
 from .checkpoints import load_checkpoint, save_checkpoint
 from .loop import TrainingState, optimizer_dict
+from .records import RUN_FORMAT, RunDirectoryError, check_run_config, check_run_state
 
 __all__ = ["RUN_FORMAT", "METRICS_COLUMNS", "RunDirectoryError", "RunDirectory", "default_run_dir",
            "prepare_run_dir"]
-
-RUN_FORMAT = "autoencoder_toolkit.run"
 
 #: Columns of ``metrics.csv``, in order (blank where a value does not apply).
 METRICS_COLUMNS = ("epoch", "step", "loss", "critic_loss", "mi", "mi_std", "test_loss", "test_reconstruction",
                    "test_kl", "test_mi", "lr", "seconds")
 
 
-class RunDirectoryError(ValueError):
-    """A folder that is not a usable run directory; the message says why."""
+#: Largest ``config.json`` read.
+MAX_CONFIG_BYTES = 16 * 2**20
 
 
 class RunDirectory:
@@ -63,9 +66,53 @@ class RunDirectory:
     EVALUATION = "evaluation.json"
     SUMMARY = "summary.txt"
     FIGURES = "figures"
+    LOCK = ".lock"
 
     def __init__(self, path: Any) -> None:
         self.path = Path(path)
+        self._lock_fd: int | None = None
+
+    # -- one writer at a time ----------------------------------------------------------
+    def lock(self) -> "RunDirectory":
+        """Hold the run directory for writing, until :meth:`unlock` or the process ends.
+
+        An exclusive ``fcntl`` lock on ``RUN_DIR/.lock`` (which records the holder); a second
+        writer, in this process or another, gets a :class:`RunDirectoryError` naming the holder.
+        """
+        if self._lock_fd is not None:
+            return self
+        fd = os.open(self.path / self.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise RunDirectoryError(f"RUN_DIR: '{self.path}' is in use by {holder}; wait until it finishes, or "
+                                    "stop it first") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        self._lock_fd = fd
+        return self
+
+    def unlock(self) -> None:
+        """Release the lock taken by :meth:`lock`."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def check_layout(self) -> None:
+        """Refuse a run directory whose checkpoint cannot be replaced safely (a symbolic link)."""
+        link = self.path / CHECKPOINT_DIR
+        if link.is_symlink():
+            raise RunDirectoryError(f"RUN_DIR: '{link}' is a symbolic link; a run's checkpoint must be a folder of "
+                                    "its own (replace the link by the folder it points to)")
+
+    def saved_epoch(self) -> int | None:
+        """The epoch of the newest complete checkpoint on disk, or ``None`` when there is none."""
+        try:
+            return int(read_state(find_checkpoint(self.path))["state"]["epoch"])
+        except (CheckpointError, KeyError, TypeError, ValueError):
+            return None
 
     # -- creation and opening ------------------------------------------------------
     @classmethod
@@ -73,8 +120,10 @@ class RunDirectory:
         """Whether ``path`` holds a ``config.json`` written for a run."""
         cfg = Path(path) / cls.CONFIG
         try:
+            if cfg.stat().st_size > MAX_CONFIG_BYTES:
+                return False
             return json.loads(cfg.read_text(encoding="utf-8")).get("format") == RUN_FORMAT
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, RecursionError):
             return False
 
     @classmethod
@@ -91,11 +140,18 @@ class RunDirectory:
         return run
 
     def read_config(self) -> dict[str, Any]:
-        """The parsed ``config.json``."""
+        """The parsed and checked ``config.json`` (:func:`~autoencoder_toolkit.training.records.check_run_config`)."""
+        path = self.path / self.CONFIG
         try:
-            return json.loads((self.path / self.CONFIG).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise RunDirectoryError(f"RUN_DIR: cannot read '{self.path / self.CONFIG}' ({err})") from None
+            if path.stat().st_size > MAX_CONFIG_BYTES:
+                raise RunDirectoryError(f"RUN_DIR: '{path}' is larger than {MAX_CONFIG_BYTES} bytes; not the "
+                                        "configuration of a run")
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as err:
+            if isinstance(err, RunDirectoryError):
+                raise
+            raise RunDirectoryError(f"RUN_DIR: cannot read '{path}' ({err})") from None
+        return check_run_config(doc, path)
 
     def write_config(self, config: Mapping[str, Any]) -> None:
         """Write ``config.json`` atomically."""
@@ -108,9 +164,13 @@ class RunDirectory:
         save_checkpoint(self.path, model, optimizer_dict(opt), json_state, tensors)
 
     def load_checkpoint(self, device: Any = "cpu") -> Any:
-        """The newest complete checkpoint, checked against the architecture in ``config.json``."""
+        """The newest complete checkpoint, checked against the architecture in ``config.json`` and
+        its training state against the schema of :func:`~autoencoder_toolkit.training.records.check_run_state`."""
         cfg = self.read_config()
-        return load_checkpoint(self.path, device=device, config=cfg.get("architecture"))
+        folder = find_checkpoint(self.path)
+        optimizers = ("vae", "mi") if cfg["settings"]["model"] == "infomax" else ("vae",)
+        check_run_state(read_state(folder), folder / "state.json", optimizers)
+        return load_checkpoint(folder, device=device, config=cfg.get("architecture"))
 
     # -- reports -------------------------------------------------------------------
     def write_metrics(self, history: Sequence[Mapping[str, Any]]) -> None:
@@ -175,6 +235,8 @@ def prepare_run_dir(out: str | None, overwrite: bool, label: str, model: str) ->
                 if not RunDirectory.is_run(path):
                     raise RunDirectoryError(f"--overwrite: '{path}' is not a run directory, so it is not replaced; "
                                             "choose another --out")
+                held = RunDirectory(path).lock()  # refuses a run that another process is writing
                 shutil.rmtree(path)
+                held.unlock()
     path.mkdir(parents=True, exist_ok=True)
     return path
