@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -61,36 +62,45 @@ def unwrap(model: Any) -> tuple[Any, ParallelModel | None]:
     return model, None
 
 
-def _max_abs(tensors: Iterable[torch.Tensor]) -> torch.Tensor | None:
-    """The largest ``|x|`` over all elements of ``tensors`` as a 0-d float64 tensor (NaN if any is NaN).
+def _float_tensors(tensors: Iterable[torch.Tensor]) -> list[torch.Tensor]:
+    return [t for t in tensors if t.is_floating_point() and t.numel() > 0]
 
-    Exact: no sum is formed, so large finite values never overflow into a false alarm.
-    One fused reduction per device and dtype. ``None`` when there is no element to check.
-    """
-    ts = [t.detach() for t in tensors if t.is_floating_point() and t.numel() > 0]
-    if not ts:
-        return None
-    norms = torch._foreach_norm(ts, float("inf"))
-    return torch.stack([n.to(torch.float64) for n in norms]).amax()
+
+@torch.no_grad()
+def _norms(ts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The Euclidean norm of all of ``ts`` together, as a 0-d float64 tensor (one multi-tensor
+    reduction per device and dtype). Finite exactly when every element is finite, except that
+    very large finite values (beyond about 1e19 in float32) can overflow it;
+    :func:`_exactly_finite` settles those."""
+    norms = torch._foreach_norm(list(ts), 2)
+    if len({n.dtype for n in norms}) > 1 or len({n.device for n in norms}) > 1:
+        norms = [n.to(norms[0].device, torch.float64) for n in norms]
+    return torch.stack(norms).to(torch.float64).square().sum().sqrt()
+
+
+@torch.no_grad()
+def _exactly_finite(ts: Sequence[torch.Tensor]) -> bool:
+    """Whether every element is finite, whatever its size (the slow path, after a fast one failed)."""
+    return all(bool(torch.isfinite(t).all()) for t in ts)
 
 
 def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
     """Whether every element of every floating tensor in ``tensors`` is finite (one sync)."""
-    m = _max_abs(tensors)
-    return True if m is None else math.isfinite(float(m))
+    ts = _float_tensors(tensors)
+    return not ts or math.isfinite(float(_norms(ts))) or _exactly_finite(ts)
 
 
 def read_step(values: Sequence[torch.Tensor], params: Sequence[torch.Tensor]) -> tuple[list[float], bool]:
     """The loss ``values`` as floats and whether every gradient of ``params`` is finite.
 
     One device synchronisation for all of it (on a GPU each read of a value waits for the
-    device).
+    device); one fused reduction over all gradients.
     """
-    m = _max_abs(p.grad for p in params if p.grad is not None)
+    grads = _float_tensors(p.grad for p in params if p.grad is not None)
     device = values[0].device
-    m = torch.zeros((), dtype=torch.float64, device=device) if m is None else m.to(device)
-    out = torch.stack([v.detach().reshape(()).to(torch.float64) for v in values] + [m]).tolist()
-    return out[:-1], math.isfinite(out[-1])
+    norm = _norms(grads).to(device) if grads else torch.zeros((), dtype=torch.float64, device=device)
+    out = torch.stack([v.detach().reshape(()).to(torch.float64) for v in values] + [norm]).tolist()
+    return out[:-1], math.isfinite(out[-1]) or _exactly_finite(grads)
 
 
 def _state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -98,27 +108,61 @@ def _state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
 
 
 class _Snapshot:
-    """A copy of one optimizer's parameters and state, to restore after a failed update."""
+    """A copy of one optimizer's parameters and state, to restore after a failed update.
+
+    The copies live in buffers kept with the optimizer between steps (:data:`_BUFFERS`), so a
+    snapshot is one fused copy per device and dtype, with no allocation once the state exists.
+    """
 
     def __init__(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
-        self.saved_params = [p.detach().clone() for p in self.params]
-        self.saved_state = {
-            p: {k: (v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)) for k, v in s.items()}
-            for p, s in optimizer.state.items()
-        }
+        state = optimizer.state
+        self.keys = [(p, k) for p in self.params if p in state for k in state[p]]
+        self.scalars = {(p, k): copy.deepcopy(state[p][k]) for p, k in self.keys
+                        if not isinstance(state[p][k], torch.Tensor)}
+        self.tensor_keys = [(p, k) for p, k in self.keys if isinstance(state[p][k], torch.Tensor)]
+        self.tensors = [state[p][k] for p, k in self.tensor_keys]
+        live = self.params + self.tensors
+        cached = _BUFFERS.get(optimizer)
+        if cached is None or len(cached) != len(live) or any(
+                b.shape != t.shape or b.dtype != t.dtype or b.device != t.device for b, t in zip(cached, live)):
+            cached = [torch.empty_like(t) for t in live]
+            _BUFFERS[optimizer] = cached
+        self.live, self.saved = live, cached
+        with torch.no_grad():
+            for group in _groups(live):
+                torch._foreach_copy_([cached[i] for i in group], [live[i] for i in group])
 
     def restore(self) -> None:
         with torch.no_grad():
-            for p, saved in zip(self.params, self.saved_params):
-                p.copy_(saved)
+            for group in _groups(self.live):
+                torch._foreach_copy_([self.live[i] for i in group], [self.saved[i] for i in group])
         state = self.optimizer.state
+        kept = {p for p, _ in self.keys}
         for p in list(state.keys()):
-            if p not in self.saved_state:
-                del state[p]
-        for p, s in self.saved_state.items():
-            state[p] = s
+            if p not in kept and any(p is q for q in self.params):
+                del state[p]  # state the failed step created
+        for (p, k), value in self.scalars.items():
+            state[p][k] = value
+        for (p, k), t in zip(self.tensor_keys, self.tensors):
+            state[p][k] = t  # the restored tensor, should the step have replaced it
+
+    def checked(self) -> list[torch.Tensor]:
+        """The parameters and state tensors after the step (those that may have overflowed)."""
+        return self.params + _state_tensors(self.optimizer)
+
+
+#: Snapshot buffers per optimizer, reused from step to step.
+_BUFFERS: "weakref.WeakKeyDictionary[torch.optim.Optimizer, list[torch.Tensor]]" = weakref.WeakKeyDictionary()
+
+
+def _groups(tensors: Sequence[torch.Tensor]) -> list[list[int]]:
+    """Indices of ``tensors`` grouped by device and dtype (a fused copy takes one group)."""
+    out: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+    for i, t in enumerate(tensors):
+        out.setdefault((t.device, t.dtype), []).append(i)
+    return list(out.values())
 
 
 class Update:
@@ -138,7 +182,7 @@ class Update:
         snapshot = _Snapshot(optimizer)
         self._snapshots.append(snapshot)
         optimizer.step()
-        if not all_finite([*snapshot.params, *_state_tensors(optimizer)]):
+        if not all_finite(snapshot.checked()):
             optimizer.zero_grad(set_to_none=True)
             self.rollback()
             raise FloatingPointError(
