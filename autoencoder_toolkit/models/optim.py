@@ -1,4 +1,10 @@
-"""Optimizer setup mirroring ``Flux.Train.setup(rule, model)``."""
+"""Optimizers: ``setup`` mirrors ``Flux.Train.setup(rule, model)``, ``adjust_`` mirrors ``Flux.Optimisers.adjust!``.
+
+A schedule loop translates line by line: Julia's
+``Flux.Optimisers.adjust!(opt, step_scheduler(epoch, epochs, rates))`` is
+``adjust_(opt, step_scheduler(epoch, epochs, rates))`` (or ``opt.adjust_(...)`` on an
+:class:`~autoencoder_toolkit.outputs.OptimizerPair`).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,11 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..outputs import OptimizerPair
+from ..outputs import OptimizerPair, adjust_
 from .infomaxvaes import InfoMaxVAE
 from .step import unwrap
 
-__all__ = ["setup"]
+__all__ = ["setup", "adjust_"]
 
 
 def setup(optimizer_class: Callable[..., torch.optim.Optimizer], model: nn.Module,
