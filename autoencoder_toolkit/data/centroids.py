@@ -27,8 +27,6 @@ import numbers
 from typing import Any, Callable
 
 import numpy as np
-from scipy.spatial.distance import cdist
-from sklearn.cluster import KMeans
 
 from ..backends import array_kind, as_numpy, get_backend
 
@@ -75,6 +73,8 @@ def centroids_kmeans(x: Any, n_centroids: int, *, reshape_centroids: bool = True
     ``i``. The centres have ``x``'s array kind and dtype; the labels are an int64 NumPy
     array.
     """
+    from sklearn.cluster import KMeans  # scikit-learn loads in about a second: only when clustering
+
     flat, k = _flat(x, n_centroids)
     seed = int(_generator(rng).integers(2 ** 31 - 1))
     fit = KMeans(n_clusters=k, init="k-means++", n_init=1, max_iter=_MAX_ITER, random_state=seed).fit(flat)
@@ -118,6 +118,8 @@ def centroids_kmedoids(x: Any, n_centroids: int, dist: str | Callable[..., float
     ``Distances.PreMetric``). With ``assign=True`` the result is ``(medoids, labels)``
     with 0-based labels (an int64 NumPy array).
     """
+    from scipy.spatial.distance import cdist
+
     flat, k = _flat(x, n_centroids)
     if not (isinstance(dist, str) or callable(dist)):
         raise TypeError(f"dist: expected a metric name or a function f(u, v), got {type(dist).__name__}")
