@@ -206,3 +206,12 @@ def test_reparameterize_T_is_the_noise_type():
     np.testing.assert_allclose(z, μ.numpy() + ε32 * np.exp(logσ.numpy()), rtol=1e-6)
     with pytest.raises(TypeError, match="T: expected a floating type"):
         vaes.reparameterize(μ, logσ, T="Int64")
+
+
+def test_a_warning_of_a_checked_public_function_points_at_the_callers_line(small_infomax, monkeypatch):
+    from autoencoder_toolkit.models import checks
+
+    monkeypatch.setattr(checks, "_warned_small_batch", False)
+    with pytest.warns(UserWarning, match="below 64 samples") as record:
+        infomaxvaes.infomaxloss(small_infomax.vae, small_infomax.mi, torch.randn(8, 10))
+    assert record[0].filename == __file__

@@ -270,7 +270,7 @@ def check_mi_batch(batch_size: int, name: str = "x") -> None:
             f"{name}: batch of {batch_size} samples; the mutual-information estimate is poor below "
             f"{MI_RECOMMENDED_BATCH} samples per batch (this warning is shown once)",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # the user's call: check_mi_batch <- the public function <- keywords_checked
         )
 
 
