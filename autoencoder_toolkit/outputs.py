@@ -70,7 +70,7 @@ class AEReconstruction(NamedTuple):
 
 #: Julia's (Optimisers.jl) names of hyperparameters and torch's names for them.
 JULIA_HYPERPARAMETERS = {"η": "lr", "eta": "lr", "β": "betas", "beta": "betas", "ϵ": "eps", "epsilon": "eps",
-                         "ε": "eps", "λ": "weight_decay", "lambda_": "weight_decay", "ρ": "momentum", "rho": "momentum"}
+                         "ε": "eps", "λ": "weight_decay", "lambda_": "weight_decay"}
 
 
 def _param_groups(opt: Any, name: str) -> list:
@@ -112,7 +112,7 @@ def adjust_(opt: Any, lr: Any = None, **hyperparameters: Any) -> Any:
     ``adjust_(opt, 1e-4)`` or ``adjust_(opt, lr=1e-4)`` sets the learning rate of every
     parameter group; other keywords set other entries of the parameter groups (torch's
     names, ``betas``, ``eps``, ``weight_decay``, ..., or Optimisers.jl's ``η``/``eta``,
-    ``β``/``beta``, ``ϵ``/``epsilon``, ``λ``, ``ρ``). ``opt`` is a ``torch.optim.Optimizer``
+    ``β``/``beta``, ``ϵ``/``epsilon``, ``λ``). ``opt`` is a ``torch.optim.Optimizer``
     or an :class:`OptimizerPair` (both optimizers are adjusted; adjust one field for one of
     them, e.g. ``adjust_(opt.mi, 1e-4)``). Everything is checked before anything changes.
 

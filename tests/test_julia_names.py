@@ -189,6 +189,16 @@ def test_unknown_keywords_name_the_public_function_and_list_the_accepted_ones(sm
             call(small_infomax, x)
 
 
+def test_setup_takes_julias_hyperparameter_names_and_lists_the_optimizers_own():
+    m = torch.nn.Linear(2, 2)
+    opt = aet.setup(torch.optim.Adam, m, η=1e-2, β=(0.8, 0.9))  # Flux.Train.setup(Adam(1f-2, (0.8, 0.9)), m)
+    assert opt.param_groups[0]["lr"] == 1e-2 and opt.param_groups[0]["betas"] == (0.8, 0.9)
+    with pytest.raises(TypeError, match=r"^setup: SGD\(\) has no keyword 'betas'; accepted: lr, momentum"):
+        aet.setup(torch.optim.SGD, m, lr=0.1, betas=(0.9, 0.99))
+    with pytest.raises(TypeError, match="both set 'lr'"):
+        aet.setup(torch.optim.Adam, m, lr=0.1, η=0.2)
+
+
 # -- reparameterize(μ, σ; log, T) ----------------------------------------------------------------
 
 def test_reparameterize_T_is_the_noise_type():
