@@ -11,8 +11,9 @@ The package is layered (docs/architecture.md): :mod:`~autoencoder_toolkit.random
 :mod:`~autoencoder_toolkit.models`, :mod:`~autoencoder_toolkit.evaluation`,
 :mod:`~autoencoder_toolkit.training`, :mod:`~autoencoder_toolkit.experiments` and
 :mod:`~autoencoder_toolkit.cli`. The flat module names of earlier releases
-(``autoencoder_toolkit.vaes``, ``.infomaxvaes``, ``.juliarng``, ...) name the same
-module objects (see :data:`MODULE_ALIASES`).
+(``autoencoder_toolkit.vaes``, ``.infomaxvaes``, ``.juliarng``, ...) and the Julia
+package's module names (``autoencoder_toolkit.InfoMaxVAEs``, ``.VAEs``, ``.MMDVAEs``,
+``.AEs``, ``.utils``) name the same module objects (see :data:`MODULE_ALIASES`).
 """
 
 import importlib
@@ -43,6 +44,13 @@ MODULE_ALIASES = {
     "checkpoints": "training.checkpoints",
     "distributed": "training.distributed",
     "reproduction": "experiments.reproduction",
+    "aes": "models.aes",
+    # Julia's module names (AutoEncoderToolkit.InfoMaxVAEs, .VAEs, ...): the same modules
+    "InfoMaxVAEs": "models.infomaxvaes",
+    "VAEs": "models.vaes",
+    "MMDVAEs": "models.mmdvaes",
+    "AEs": "models.aes",
+    "utils": "training.utils",
 }
 
 
@@ -86,6 +94,9 @@ _LAZY_NAMES = {
     "setup": "models.optim",
     "to_backend": "models.architecture",
     "VAE": "models.vaes", "reparameterize": "models.vaes",
+    "AE": "models.aes",
+    "adjust_": "outputs",
+    "from_julia_layout": "backends.layout", "to_julia_layout": "backends.layout",
 }
 _SUBPACKAGES = ("random", "backends", "densities", "distributions", "outputs", "io", "data", "inference", "models",
                 "evaluation", "training", "experiments", "cli")
@@ -115,4 +126,6 @@ __all__ = [
     "SplitGaussianLogDecoder", "SplitGaussianDecoder", "BernoulliDecoder", "CategoricalDecoder",
     "decoder_loglikelihood", "VAE", "reparameterize",
     "MutualInfoChain", "InfoMaxVAE", "shuffle_latent", "variational_mutual_info", "to_backend",
+    "aes", "AE", "adjust_", "from_julia_layout", "to_julia_layout",
+    "InfoMaxVAEs", "VAEs", "MMDVAEs", "AEs", "utils",
 ]

@@ -2,9 +2,11 @@ r"""The output distributions of encoders and decoders, written once for every ar
 
 An encoder maps a sample to a distribution over codes and a decoder maps a code to a
 distribution over data. Each distribution here is a named tuple of its parameters, with
-the Julia package's field names (``μ`` (U+03BC; Python folds the micro sign ``µ`` into
-it), ``logσ``, ``σ``, ``p``) and ASCII aliases (``mu``, ``logsigma``, ``sigma``), and the
-operations the losses need:
+the Julia package's field names (``μ``, ``logσ``, ``σ``, ``p``) and ASCII aliases (``mu``,
+``logsigma``, ``sigma``), and the operations the losses need. ``μ`` is U+03BC GREEK SMALL
+LETTER MU; the micro sign ``µ`` (U+00B5, what Julia sources and many keyboards produce) names
+the same field everywhere: ``out.µ`` (Python folds it), ``getattr(out, "µ")`` and
+``out._asdict()["µ"]`` (see :func:`julia_field_name`).
 
 =====================  ==================  ==========================================================
 distribution           fields              ``log_prob(x)`` per sample (sum over a sample's elements)
@@ -43,6 +45,9 @@ from . import densities
 from .backends import array_namespace, normal_like
 
 __all__ = [
+    "julia_field_name",
+    "FieldDict",
+    "julia_fields",
     "GaussianLogParams",
     "GaussianParams",
     "GaussianMean",
@@ -77,6 +82,58 @@ def distribution_class(name: str) -> type:
     return cls
 
 
+#: The micro sign, which Julia folds into the Greek mu in identifiers.
+MICRO_SIGN = "\u00b5"
+#: The Greek small letter mu of the field names.
+GREEK_MU = "\u03bc"
+
+
+def julia_field_name(name: str) -> str:
+    """``name`` with every micro sign ``µ`` (U+00B5) replaced by the Greek ``μ`` (U+03BC).
+
+    Julia's parser treats the two as one identifier (so ``out.µ`` and ``out.μ`` are the
+    same field there), and Python folds them in source code but not in strings.
+    """
+    return name.replace(MICRO_SIGN, GREEK_MU) if isinstance(name, str) else name
+
+
+class FieldDict(dict):
+    """The ``_asdict()`` of an output: a ``dict`` whose keys may also be spelled with ``µ``."""
+
+    def __missing__(self, key: Any) -> Any:
+        folded = julia_field_name(key)
+        if folded != key and dict.__contains__(self, folded):
+            return dict.__getitem__(self, folded)
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or dict.__contains__(self, julia_field_name(key))
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+
+def _field_getattr(self: Any, name: str) -> Any:
+    folded = julia_field_name(name)
+    if folded != name:
+        return getattr(self, folded)
+    raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+def _field_asdict(self: Any) -> FieldDict:
+    return FieldDict(zip(self._fields, self))
+
+
+def julia_fields(cls: type) -> type:
+    """Let a named tuple class take ``µ`` for ``μ`` in ``getattr`` and in its ``_asdict()`` (a decorator).
+
+    ``typing.NamedTuple`` forbids defining ``_asdict`` in the class body, hence a decorator.
+    """
+    cls.__getattr__ = _field_getattr
+    cls._asdict = _field_asdict
+    return cls
+
+
 def _draw(μ: Any, rng: Any, noise: Any) -> Any:
     """The noise of a reparameterised draw: given (checked against ``μ``) or drawn from ``rng``."""
     if noise is None:
@@ -88,6 +145,7 @@ def _draw(μ: Any, rng: Any, noise: Any) -> Any:
 
 
 @register_distribution
+@julia_fields
 class GaussianLogParams(NamedTuple):
     """Diagonal Gaussian given by its mean and log standard deviation: ``N(μ, diag exp(2 logσ))``."""
 
@@ -127,6 +185,7 @@ class GaussianLogParams(NamedTuple):
 
 
 @register_distribution
+@julia_fields
 class GaussianParams(NamedTuple):
     """Diagonal Gaussian given by its mean and standard deviation (``σ > 0``)."""
 
@@ -160,6 +219,7 @@ class GaussianParams(NamedTuple):
 
 
 @register_distribution
+@julia_fields
 class GaussianMean(NamedTuple):
     """Gaussian with a fixed standard deviation (default 1): only the mean ``μ``."""
 
@@ -178,6 +238,7 @@ class GaussianMean(NamedTuple):
                                                 batched=self.μ.ndim >= 2 if batched is None else batched)
 
 
+@julia_fields
 class Probabilities(NamedTuple):
     """Probabilities ``p`` of a Bernoulli or categorical variable (which one, the decoder knows)."""
 

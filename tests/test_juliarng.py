@@ -396,6 +396,31 @@ def test_xoshiro_rand_docstrings(version):
     assert J.Xoshiro(1, julia=version) == J.seed_(1, julia=version)
 
 
+# ======================================================================================
+# published values: Julia 1.13 (seeding through Random.SeedHasher)
+# ======================================================================================
+
+def test_mersenne_twister_seedhasher_docstring_1_13():
+    # JuliaLang/julia stdlib/Random/src/MersenneTwister.jl at commit
+    # feaf64e6b6e2f11a8f2365cbf4bacc7c2f1ef8c9 (1.13 line: `seed!(r::MersenneTwister, seed) =
+    # initstate!(r, rand(SeedHasher(seed), UInt32, 8), seed)`), docstring of MersenneTwister:
+    # rand(MersenneTwister(123), 2)
+    rng = J.MersenneTwister(123, julia="1.13")
+    assert rng.julia == "1.11"
+    assert_exact(J.rand(rng, 2), [0.37453777969575874, 0.8735343642013971])
+
+
+def test_xoshiro_and_global_seed_1_13():
+    # JuliaLang/julia stdlib/Random/src/RNGs.jl, docstring of seed! in the SeedHasher sources
+    # (`seed!(rng::AbstractRNG, seed) = seed!(rng, SeedHasher(seed))`):
+    # Random.seed!(1234); rand(2), and Xoshiro(1234) gives the same two numbers
+    expected = [0.32597672886359486, 0.5490511363155669]
+    assert_exact(J.rand(J.seed_(1234, julia="1.13"), 2), expected)
+    assert_exact(J.rand(J.Xoshiro(1234, julia="1.13"), 2), expected)
+    # same docstring: Xoshiro(1) == Random.seed!(rng, 1)
+    assert J.Xoshiro(1, julia="1.13") == J.seed_(1, julia="1.13")
+
+
 def test_randn_docstrings_1_11():
     # julia_random.md and Julia 1.11 stdlib/Random/src/normal.jl, docstring of randn!:
     # randn!(Xoshiro(123), zeros(5))
@@ -734,11 +759,11 @@ def test_negative_seeds_raise_value_error():
     assert J.Xoshiro(np.int64(5)) == J.Xoshiro(5)
 
 
-@pytest.mark.parametrize("bad", ["1.8", "1.13", "2", "", 1.1, 1.11, None])
+@pytest.mark.parametrize("bad", ["1.8", "1.14", "2", "", 1.1, 1.11, None])
 def test_unknown_versions_raise_value_error(bad):
     with pytest.raises(ValueError, match="1.10") as info:
         J.MersenneTwister(1, julia=bad)
-    assert all(v in str(info.value) for v in ("1.9", "1.11", "1.12"))
+    assert all(v in str(info.value) for v in ("1.9", "1.11", "1.12", "1.13", "SeedHasher"))
     with pytest.raises(ValueError):
         J.seed_(1, julia=bad)
 

@@ -494,7 +494,7 @@ def test_kernel_and_mmd_refuse_bad_input():
         mmd_div(x, x, kernel="gaussian")
     with pytest.raises(TypeError, match="kernel_kwargs: expected a mapping"):
         mmd_div(x, x, kernel_kwargs=[("ρ", 1.0)])
-    with pytest.raises(TypeError, match="unexpected keyword argument"):
+    with pytest.raises(TypeError, match=r"gaussian_kernel\(\) has no keyword 'σ'; accepted: ρ, dims, rho"):
         mmd_div(x, x, kernel_kwargs={"σ": 1.0})
 
 
@@ -522,7 +522,7 @@ def test_model_loss_and_train_refuse_bad_input():
         loss(m, x, λ=1.0, lambda_=2.0)
     with pytest.raises(ValueError, match="σ: expected a positive number"):
         loss(m, x, σ=0.0)
-    with pytest.raises(TypeError, match="unexpected keyword argument 'β'"):
+    with pytest.raises(TypeError, match=r"loss\(\) has no keyword 'β'; accepted: σ, λ, α, n_latent_samples"):
         loss(m, x, β=1.0)
     with pytest.raises(TypeError, match="rng: expected None, a torch.Generator"):
         loss(m, x, rng=5)

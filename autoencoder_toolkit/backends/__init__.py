@@ -16,16 +16,18 @@ KL terms, priors, posteriors, the reparameterisation, the mutual-information bou
 written once against the array API; :func:`array_namespace` picks the namespace from the
 inputs and refuses to mix kinds. On CuPy arrays they run the fused kernels of
 :mod:`.cupy_kernels` (see :mod:`.dispatch`); :mod:`.torch_bridge` puts those kernels
-into torch's autograd for ``kernels="cupy"`` training.
+into torch's autograd for ``kernels="cupy"`` training. :mod:`.layout` converts arrays
+between Julia's batch-last indexing and this package's batch-first layout.
 
 Importing this package imports neither torch nor CuPy; each backend imports its library
 on first use.
 """
 
 from ._namespace import array_kind, array_namespace
-from .base import (Backend, BackendUnavailableError, as_numpy, available_backends, backend_names, get_backend,
-                   normal_like, permutation_like, register_backend, shuffle_rows)
+from .base import (Backend, BackendUnavailableError, as_numpy, available_backends, backend_names, float_dtype_name,
+                   get_backend, normal_like, permutation_like, register_backend, shuffle_rows)
 from .dispatch import cupy_kernels_enabled, set_cupy_kernels, use_cupy_kernels
+from .layout import from_julia_layout, to_julia_layout
 
 __all__ = [
     "array_namespace",
@@ -37,10 +39,13 @@ __all__ = [
     "backend_names",
     "available_backends",
     "as_numpy",
+    "float_dtype_name",
     "normal_like",
     "permutation_like",
     "shuffle_rows",
     "cupy_kernels_enabled",
     "set_cupy_kernels",
     "use_cupy_kernels",
+    "from_julia_layout",
+    "to_julia_layout",
 ]

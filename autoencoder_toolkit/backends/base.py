@@ -43,6 +43,7 @@ __all__ = [
     "backend_names",
     "available_backends",
     "as_numpy",
+    "float_dtype_name",
     "normal_like",
     "permutation_like",
     "shuffle_rows",
@@ -50,6 +51,25 @@ __all__ = [
 
 #: dtype names understood by the backends (``bfloat16`` by torch only).
 DTYPE_NAMES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "bool")
+
+
+def float_dtype_name(T: Any, argument: str = "T") -> str:
+    """``"float16"``, ``"float32"`` or ``"float64"`` for a floating type given as Julia names it or as a dtype.
+
+    Accepted: Julia's names (``"Float32"``, ``"Float64"``, ``"Float16"``), dtype names,
+    NumPy and torch dtypes (``np.float64``, ``torch.float32``) and Python's ``float``
+    (``float64``, as Julia's ``Float64``).
+    """
+    if T is float:
+        return "float64"
+    try:
+        name = T.lower() if isinstance(T, str) else _dtype_name(T)
+    except ValueError:
+        name = ""
+    if name not in ("float16", "float32", "float64"):
+        raise TypeError(f"{argument}: expected a floating type (Float16, Float32, Float64, or a NumPy or torch "
+                        f"float dtype), got {T!r}")
+    return name
 
 
 class BackendUnavailableError(ImportError):

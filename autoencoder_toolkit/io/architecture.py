@@ -181,6 +181,7 @@ MODEL_FIELDS: dict[str, tuple[str, ...]] = {
     "InfoMaxVAE": ("vae", "mi"),
     "MutualInfoChain": ("data", "latent", "mlp"),
     "MMDVAE": ("vae",),
+    "AE": ("encoder", "decoder"),
 }
 
 #: The structure of the built-in encoders and decoders (what their configurations record).

@@ -4,12 +4,13 @@ Modules, each one concept: :mod:`.activations`, :mod:`.layers`, :mod:`.architect
 (modules to configurations and model files), :mod:`.construction` (constructor
 arguments), :mod:`.checks` (checks at the public boundary), :mod:`.network` (trunk and
 heads), :mod:`.encoders`, :mod:`.decoders`, :mod:`.vaes`, :mod:`.infomaxvaes`,
-:mod:`.fused` (the fused InfoMax-VAE step), :mod:`.mmdvaes`, :mod:`.step` (the one
-checked optimizer step) and :mod:`.optim` (``setup``).
+:mod:`.fused` (the fused InfoMax-VAE step), :mod:`.mmdvaes`, :mod:`.aes` (the
+deterministic autoencoder), :mod:`.step` (the one checked optimizer step) and :mod:`.optim`
+(``setup``, ``adjust_``).
 """
 
-from . import (activations, architecture, checks, construction, decoders, encoders, fused, infomaxvaes, layers,
-               mmdvaes, network, optim, step, vaes)
+from . import (activations, aes, architecture, checks, construction, decoders, encoders, fused, infomaxvaes,
+               layers, mmdvaes, network, optim, step, vaes)
 
-__all__ = ["activations", "architecture", "checks", "construction", "decoders", "encoders", "fused",
+__all__ = ["activations", "aes", "architecture", "checks", "construction", "decoders", "encoders", "fused",
            "infomaxvaes", "layers", "mmdvaes", "network", "optim", "step", "vaes"]

@@ -8,20 +8,25 @@ functions call do not check again.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
 import re
 import warnings
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..distributions import julia_field_name
+
 __all__ = [
     "check_device",
     "as_model_input",
     "check_keywords",
+    "keywords_checked",
     "same_kind",
     "model_input",
     "target_input",
@@ -159,12 +164,44 @@ def resolve_weight(primary: Any, alias: Any, primary_name: str, alias_name: str,
     return check_weight(default if value is None else value, name)
 
 
-def check_keywords(function: str, given: Mapping[str, Any], accepted: Iterable[str], argument: str) -> None:
-    """Raise ``TypeError`` naming ``function`` and its accepted keywords if ``given`` has another one."""
+def check_keywords(function: str, given: Mapping[str, Any], accepted: Iterable[str],
+                   argument: str | None = None) -> None:
+    """Raise ``TypeError`` naming ``function`` and its accepted keywords if ``given`` has another one.
+
+    ``argument`` names the mapping the keywords came in (``"loss_kwargs"``), if any.
+    """
     accepted = tuple(accepted)
     unknown = [k for k in given if k not in accepted]
     if unknown:
-        raise TypeError(f"{argument}: {function}() has no keyword {unknown[0]!r}; accepted: {', '.join(accepted)}")
+        where = f"{argument}: " if argument else ""
+        raise TypeError(f"{where}{function}() has no keyword {unknown[0]!r}; accepted: {', '.join(accepted)}")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def keywords_checked(fn: F) -> F:
+    """Make a public function refuse an unknown keyword with the list of those it accepts (a decorator).
+
+    Python's own error names the function but not its keywords. A keyword spelled with
+    the micro sign ``µ`` is read as the Greek ``μ``. The signature is unchanged
+    (``inspect.signature`` sees the wrapped function).
+    """
+    params = inspect.signature(fn).parameters
+    known = {name for name, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    # the message lists the keyword-only parameters (the positional ones are the data and the model)
+    listed = tuple(name for name, p in params.items() if p.kind == p.KEYWORD_ONLY) or tuple(sorted(known))
+
+    @functools.wraps(fn)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        if not known.issuperset(kwargs):
+            kwargs = {julia_field_name(k): v for k, v in kwargs.items()}
+            unknown = [k for k in kwargs if k not in known]
+            if unknown:
+                raise TypeError(f"{fn.__name__}() has no keyword {unknown[0]!r}; accepted: {', '.join(listed)}")
+        return fn(*args, **kwargs)
+
+    return checked  # type: ignore[return-value]
 
 
 def same_kind(result: torch.Tensor, like: Any) -> Any:
@@ -250,7 +287,7 @@ def check_mi_batch(batch_size: int, name: str = "x") -> None:
             f"{name}: batch of {batch_size} samples; the mutual-information estimate is poor below "
             f"{MI_RECOMMENDED_BATCH} samples per batch (this warning is shown once)",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # the user's call: check_mi_batch <- the public function <- keywords_checked
         )
 
 

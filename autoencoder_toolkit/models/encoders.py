@@ -58,12 +58,28 @@ __all__ = [
 # ----------------------------------------------------------------------------------
 
 class AbstractEncoder(Network):
-    """Base of every encoder."""
+    """Base of every encoder.
+
+    ``encoder * decoder`` builds the model the pair makes, as Julia's ``*`` does: a
+    variational encoder and decoder give a :class:`~autoencoder_toolkit.vaes.VAE`, a
+    deterministic pair an :class:`~autoencoder_toolkit.aes.AE` (the pairs are registered
+    with :func:`~autoencoder_toolkit.models.architecture.register_composition`).
+    """
 
     #: Number of latent dimensions, when known.
     latent_dim: int | None = None
     #: Per-sample shape of the data, when known.
     input_shape: tuple[int, ...] | None = None
+
+    def __mul__(self, decoder: Any) -> Any:
+        model = compose(self, decoder)
+        if model is NotImplemented and isinstance(decoder, nn.Module):
+            raise TypeError(
+                f"encoder * decoder: a variational encoder (JointGaussianLogEncoder, ...) and a variational "
+                f"decoder make a VAE, an Encoder and a Decoder make an AE; got {type(self).__name__} * "
+                f"{type(decoder).__name__}"
+            )
+        return model
 
 
 class AbstractDeterministicEncoder(AbstractEncoder):
@@ -98,9 +114,6 @@ class AbstractVariationalEncoder(AbstractEncoder):
         if self.output_type is None:
             raise NotImplementedError(f"{type(self).__name__} does not implement logposterior")
         return self.distribution(output).log_prob(z, batched=z.ndim >= 2)
-
-    def __mul__(self, decoder: Any) -> Any:
-        return compose(self, decoder)
 
 
 class AbstractGaussianEncoder(AbstractVariationalEncoder):
@@ -155,7 +168,8 @@ class Encoder(AbstractDeterministicEncoder):
     Forms: ``Encoder(encoder)`` with any module, or
     ``Encoder(n_input, n_latent, encoder_neurons, encoder_activation, latent_activation, init=glorot_uniform)``
     which builds ``Chain(Dense(n_input, n1, a1), ..., Dense(n_k, n_latent, latent_activation))``.
-    It is not a variational encoder and cannot be combined into a VAE.
+    It is not a variational encoder: ``Encoder * Decoder`` gives an autoencoder
+    (:class:`~autoencoder_toolkit.aes.AE`), not a VAE.
     """
 
     _config_fields = ("encoder",)

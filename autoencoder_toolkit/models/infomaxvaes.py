@@ -20,6 +20,12 @@ then the critic step on a fresh forward pass of the updated VAE.
 
 Layout: ``x`` is ``(B, *sample_shape)``, ``z`` is ``(B, L)``; the MI bound needs a
 batch (at least 2 samples, 64 or more recommended).
+
+This module is also reachable as ``autoencoder_toolkit.InfoMaxVAEs`` (Julia's module
+name). Like Julia's ``InfoMaxVAEs`` module, it holds the names it is built from:
+``InfoMaxVAEs.JointGaussianLogEncoder``, ``InfoMaxVAEs.SimpleGaussianDecoder`` (and the
+other variational decoders), ``InfoMaxVAEs.VAE``, ``InfoMaxVAEs.Flatten``,
+``InfoMaxVAEs.reparameterize`` and the encoder/decoder densities.
 """
 
 from __future__ import annotations
@@ -38,16 +44,20 @@ from ..random import juliarng
 from ..random.draws import check_rng, check_seed
 from .activations import ActivationLike
 from .architecture import Component
-from .checks import (as_model_input, check_finite, check_keywords, check_mi_batch, check_weight, model_input,
-                     module_device_dtype, n_samples_of, resolve_weight, split_train_args, target_input)
+from .checks import (as_model_input, check_finite, check_keywords, check_mi_batch, check_weight, keywords_checked,
+                     model_input, module_device_dtype, n_samples_of, resolve_weight, split_train_args, target_input)
 from .construction import (as_activation_list, as_int_list, as_sample_shape, bind_arguments, leading_linear_in,
                            trailing_linear_out)
-from .decoders import decoder_loglikelihood
-from .encoders import encoder_kl
+# The names Julia's InfoMaxVAEs module brings into scope (``InfoMaxVAEs.JointGaussianLogEncoder``, ...).
+from .decoders import (AbstractGaussianDecoder, AbstractGaussianLinearDecoder, AbstractGaussianLogDecoder,
+                       AbstractVariationalDecoder, BernoulliDecoder, JointGaussianDecoder, JointGaussianLogDecoder,
+                       SimpleGaussianDecoder, SplitGaussianDecoder, SplitGaussianLogDecoder, decoder_loglikelihood)
+from .encoders import (AbstractGaussianEncoder, AbstractGaussianLogEncoder, AbstractVariationalEncoder,
+                       JointGaussianLogEncoder, encoder_kl, encoder_logposterior, spherical_logprior)
 from .fused import fused_stage
 from .layers import Chain, Dense, Flatten, dense_chain, glorot_uniform
 from .step import Stage, run_step, unwrap
-from .vaes import VAE, WithVAE, check_optimizer
+from .vaes import VAE, WithVAE, check_optimizer, reparameterize
 
 __all__ = [
     "MutualInfoChain",
@@ -58,6 +68,13 @@ __all__ = [
     "infomaxloss",
     "miloss",
     "train_",
+    # Julia's InfoMaxVAEs module holds these too
+    "JointGaussianLogEncoder", "BernoulliDecoder", "SimpleGaussianDecoder", "JointGaussianLogDecoder",
+    "SplitGaussianLogDecoder", "JointGaussianDecoder", "SplitGaussianDecoder", "VAE", "Flatten", "reparameterize",
+    "decoder_loglikelihood", "spherical_logprior", "encoder_logposterior", "encoder_kl",
+    "AbstractVariationalEncoder", "AbstractGaussianEncoder", "AbstractGaussianLogEncoder",
+    "AbstractVariationalDecoder", "AbstractGaussianDecoder", "AbstractGaussianLogDecoder",
+    "AbstractGaussianLinearDecoder",
 ]
 
 
@@ -185,6 +202,7 @@ class InfoMaxVAE(WithVAE, Component):
 # Shuffles and the bound
 # ----------------------------------------------------------------------------------
 
+@keywords_checked
 def shuffle_latent(z: Any, seed: int | None = None, rng: Any = None) -> Any:
     """Permute the samples of a batch of codes, keeping each code whole.
 
@@ -210,6 +228,7 @@ def _bound(mi: MutualInfoChain, x: torch.Tensor, z: torch.Tensor, z_shuffle: tor
     return mutual_info_bound(mi(x, z), mi(x, z_shuffle))
 
 
+@keywords_checked
 def variational_mutual_info(model: Any, x: Any, z: Any = None, z_shuffle: Any = None, *,
                             seed: int | None = None, rng: Any = None) -> torch.Tensor:
     """The variational (NWJ) lower bound on the mutual information between ``x`` and ``z``.
@@ -318,6 +337,7 @@ def _infomaxloss(vae: VAE, mi: MutualInfoChain, x_in: torch.Tensor, x_out: torch
     return value
 
 
+@keywords_checked
 def infomaxloss(vae: VAE, mi: MutualInfoChain, x_in: Any, x_out: Any = None, *,
                 β: float | None = None, α: float | None = None, n_samples: int = 1,
                 reconstruction_loglikelihood: Callable = decoder_loglikelihood,
@@ -383,6 +403,7 @@ def _miloss(vae: VAE, mi: MutualInfoChain, x: torch.Tensor, *, regularization: C
     return value
 
 
+@keywords_checked
 def miloss(vae: VAE, mi: MutualInfoChain, x: Any, *, regularization: Callable | None = None,
            reg_strength: float = 1.0, seed: int | None = None, rng: Any = None,
            kernels: str | None = None) -> torch.Tensor:
@@ -433,6 +454,7 @@ def _check_default_keywords(kwargs: Mapping[str, Any], function: str, argument: 
             raise TypeError(f"{argument}: {key} must be a function, got {type(kwargs[key]).__name__}")
 
 
+@keywords_checked
 def train_(model: InfoMaxVAE, x: Any, *args: Any,
            infomaxloss_function: Callable = infomaxloss, infomaxloss_kwargs: Mapping[str, Any] | None = None,
            miloss_function: Callable = miloss, miloss_kwargs: Mapping[str, Any] | None = None,
@@ -499,6 +521,8 @@ def train_(model: InfoMaxVAE, x: Any, *args: Any,
         if infomaxloss_function is not infomaxloss or miloss_function is not miloss:
             raise ValueError("fused=True computes infomaxloss and miloss itself; custom infomaxloss_function or "
                              "miloss_function need fused=False")
+        _check_default_keywords(vae_kwargs, "infomaxloss", "infomaxloss_kwargs")
+        _check_default_keywords(mi_kwargs, "miloss", "miloss_kwargs")
         stages = [fused_stage(model_, x_t, x_out_t, opt, vae_kwargs, mi_kwargs, parallel, [target])]
     else:
         stages = _faithful_stages(model_, x_t, x_out_t, opt, vae_kwargs, mi_kwargs, infomaxloss_function,

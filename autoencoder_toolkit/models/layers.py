@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from typing import Any, Callable, Sequence
 
 import torch
@@ -207,6 +208,11 @@ class Reshape(nn.Module):
     The shape is written in this package's batch-first order, e.g. ``Reshape(-1, 64, 7, 7)``.
     A Julia ``Reshape(7, 7, 64, :)`` (column-major, batch last) is the same memory as
     ``Reshape.from_julia(7, 7, 64, ":")``, which reverses the axes for you.
+
+    Julia's order written here by mistake, ``Reshape(7, 7, 64, -1)``, would put the batch
+    last and mix samples silently; a shape whose inferred ``-1`` is the last of several
+    sizes therefore gives a ``UserWarning`` naming the batch-first spelling, and Julia's
+    ``":"`` is refused with the same advice.
     """
 
     def __init__(self, *shape: int) -> None:
@@ -215,12 +221,23 @@ class Reshape(nn.Module):
             shape = tuple(shape[0])
         if not shape:
             raise ValueError("shape: expected at least one size")
+        if any(isinstance(s, str) for s in shape):
+            raise ValueError(f"shape: expected positive integers or -1, got {shape!r}; for Julia's "
+                             f"Reshape({', '.join(str(s) for s in shape)}) write "
+                             f"Reshape.from_julia({', '.join(repr(s) if isinstance(s, str) else str(s) for s in shape)})")
         for s in shape:
             if isinstance(s, bool) or not isinstance(s, int) or (s < 1 and s != -1):
                 raise ValueError(f"shape: expected positive integers or -1, got {shape!r}")
         if sum(1 for s in shape if s == -1) > 1:
             raise ValueError(f"shape: at most one size may be -1, got {shape!r}")
         self.shape = tuple(int(s) for s in shape)
+        if len(self.shape) > 1 and self.shape[-1] == -1:
+            batch_first = ", ".join(str(s) for s in (-1, *reversed(self.shape[:-1])))
+            warnings.warn(
+                f"Reshape{self.shape}: the inferred size -1 is last, where Julia puts the batch; here samples "
+                f"come first, so this mixes samples. For Julia's Reshape({', '.join(map(str, self.shape[:-1]))}, :) "
+                f"write Reshape({batch_first}) or Reshape.from_julia({', '.join(map(str, self.shape[:-1]))}, \":\")",
+                UserWarning, stacklevel=2)
 
     @classmethod
     def from_julia(cls, *julia_shape: int | str) -> "Reshape":

@@ -82,6 +82,9 @@ the numbers where the code works.
    weighs "the KL divergence between q(z) and π(z)" (it weighs the MMD term, together
    with ``α``); ``train!``'s mentions a ``β`` keyword, which ``loss`` does not accept
    (here too: ``TypeError``).
+
+This module is also reachable as ``autoencoder_toolkit.MMDVAEs`` (Julia's module name),
+which, like Julia's ``MMDVAEs``, holds the encoder and decoder types and ``VAE``.
 """
 
 from __future__ import annotations
@@ -96,12 +99,19 @@ import torch
 from ..backends import array_namespace, normal_like
 from ..random.draws import check_rng
 from .architecture import Component
-from .checks import merge_alias, model_input, split_train_args, target_input
-from .decoders import decoder_loglikelihood
-from .encoders import encoder_kl
-from .vaes import VAE, WithVAE, one_loss_step
+from .checks import keywords_checked, merge_alias, model_input, split_train_args, target_input
+# The names Julia's MMDVAEs module brings into scope (``MMDVAEs.JointGaussianLogEncoder``, ...).
+from .decoders import (BernoulliDecoder, JointGaussianDecoder, JointGaussianLogDecoder, SimpleGaussianDecoder,
+                       SplitGaussianDecoder, SplitGaussianLogDecoder, decoder_loglikelihood)
+from .encoders import JointGaussianLogEncoder, encoder_kl, encoder_logposterior, spherical_logprior
+from .layers import Flatten
+from .vaes import VAE, WithVAE, one_loss_step, reparameterize
 
-__all__ = ["MMDVAE", "gaussian_kernel", "mmd_div", "logP_mmd_ratio", "loss", "train_"]
+__all__ = ["MMDVAE", "gaussian_kernel", "mmd_div", "logP_mmd_ratio", "loss", "train_",
+           # Julia's MMDVAEs module holds these too
+           "JointGaussianLogEncoder", "BernoulliDecoder", "SimpleGaussianDecoder", "JointGaussianLogDecoder",
+           "SplitGaussianLogDecoder", "JointGaussianDecoder", "SplitGaussianDecoder", "VAE", "Flatten",
+           "reparameterize", "decoder_loglikelihood", "spherical_logprior", "encoder_logposterior", "encoder_kl"]
 
 
 # ----------------------------------------------------------------------------------
@@ -181,6 +191,7 @@ def _check_points(xp: Any, a: Any, name: str, axis: int) -> None:
 # Kernel and divergence (pure functions on arrays)
 # ----------------------------------------------------------------------------------
 
+@keywords_checked
 def gaussian_kernel(x: Any, y: Any, *, ρ: Any = None, dims: int = 0, rho: Any = None) -> Any:
     r"""The Gaussian kernel matrix between two sets of points.
 
@@ -230,6 +241,7 @@ def gaussian_kernel(x: Any, y: Any, *, ρ: Any = None, dims: int = 0, rho: Any =
     return xp.exp(-d2 / rho2 / n_coords)
 
 
+@keywords_checked
 def mmd_div(x: Any, y: Any, *, kernel: Callable[..., Any] = gaussian_kernel,
             kernel_kwargs: Mapping[str, Any] | None = None) -> Any:
     r"""The maximum mean discrepancy between two samples (biased estimate of MMD²).
@@ -332,6 +344,7 @@ def _forward_terms(mmdvae: MMDVAE, x_in: torch.Tensor, x_out: torch.Tensor, n_la
 # Losses
 # ----------------------------------------------------------------------------------
 
+@keywords_checked
 def logP_mmd_ratio(mmdvae: MMDVAE, x: Any, *, n_latent_samples: int = 100,
                    kernel: Callable[..., Any] = gaussian_kernel,
                    kernel_kwargs: Mapping[str, Any] | None = None,
@@ -378,6 +391,7 @@ _LOSS_KEYWORDS = ("σ", "sigma", "λ", "lambda_", "α", "alpha", "n_latent_sampl
                   "reconstruction_loglikelihood", "kl_divergence", "rng")
 
 
+@keywords_checked
 def loss(mmdvae: MMDVAE, x_in: Any, x_out: Any = None, *, σ: float | None = None,
          λ: float | None = None, α: float | None = None, n_latent_samples: int = 50,
          kernel: Callable[..., Any] = gaussian_kernel, kernel_kwargs: Mapping[str, Any] | None = None,
@@ -434,6 +448,7 @@ def loss(mmdvae: MMDVAE, x_in: Any, x_out: Any = None, *, σ: float | None = Non
 # Training
 # ----------------------------------------------------------------------------------
 
+@keywords_checked
 def train_(mmdvae: MMDVAE, x: Any, *args: Any, loss_function: Callable = loss,
            loss_kwargs: Mapping[str, Any] | None = None, verbose: bool = False,
            loss_return: bool = False, rng: Any = None) -> float | None:

@@ -10,6 +10,11 @@ sample by reparameterisation, is
 Reductions: each log-likelihood and KL term is summed over a sample's elements, then
 averaged over the batch. ``β`` weighs the KL term (``β = 1``: the ELBO; ``β > 1``: a
 β-VAE).
+
+This module is also reachable as ``autoencoder_toolkit.VAEs`` (Julia's module name). Like
+Julia's ``VAEs`` module, it holds the encoder and decoder types a VAE is built from
+(``VAEs.JointGaussianLogEncoder``, ``VAEs.SimpleGaussianDecoder``, ...) and the
+encoder/decoder densities.
 """
 
 from __future__ import annotations
@@ -20,37 +25,55 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from ..backends import normal_like
+from ..backends import array_namespace, float_dtype_name, normal_like
 from ..backends.torch_bridge import check_kernels, fused_kernels_for
 from ..distributions import GaussianLogParams, GaussianParams
 from ..outputs import VAEOutput
 from ..random.draws import check_rng
 from .architecture import Component, register_composition
-from .checks import (check_keywords, check_weight, model_input, resolve_weight, same_kind, split_train_args,
-                     target_input)
-from .decoders import AbstractVariationalDecoder, decoder_loglikelihood
-from .encoders import AbstractVariationalEncoder, encoder_kl
+from .checks import (check_keywords, check_weight, keywords_checked, model_input, resolve_weight, same_kind,
+                     split_train_args, target_input)
+# The encoder and decoder names Julia's VAEs module brings into scope (``VAEs.JointGaussianLogEncoder``).
+from .decoders import (AbstractGaussianDecoder, AbstractGaussianLinearDecoder, AbstractGaussianLogDecoder,
+                       AbstractVariationalDecoder, BernoulliDecoder, JointGaussianDecoder, JointGaussianLogDecoder,
+                       SimpleGaussianDecoder, SplitGaussianDecoder, SplitGaussianLogDecoder, decoder_loglikelihood)
+from .encoders import (AbstractGaussianEncoder, AbstractGaussianLogEncoder, AbstractVariationalEncoder,
+                       JointGaussianLogEncoder, encoder_kl, encoder_logposterior)
 from .step import Stage, run_step, unwrap
 
 __all__ = ["reparameterize", "VAE", "WithVAE", "loss", "train_", "resolve_weight", "report_step", "check_optimizer",
-           "one_loss_step"]
+           "one_loss_step",
+           # Julia's VAEs module holds these too
+           "JointGaussianLogEncoder", "BernoulliDecoder", "SimpleGaussianDecoder", "JointGaussianLogDecoder",
+           "SplitGaussianLogDecoder", "JointGaussianDecoder", "SplitGaussianDecoder", "encoder_kl",
+           "encoder_logposterior", "decoder_loglikelihood", "AbstractVariationalEncoder", "AbstractGaussianEncoder",
+           "AbstractGaussianLogEncoder", "AbstractVariationalDecoder", "AbstractGaussianDecoder",
+           "AbstractGaussianLogDecoder", "AbstractGaussianLinearDecoder"]
 
-
-def reparameterize(*args: Any, log: bool = True, rng: Any = None, noise: Any = None) -> Any:
+@keywords_checked
+def reparameterize(*args: Any, log: bool = True, T: Any = None, rng: Any = None, noise: Any = None) -> Any:
     """A differentiable Gaussian sample by the reparameterisation trick.
 
     Forms:
 
-    * ``reparameterize(μ, σ, log=True, rng=None)``: ``μ + ε ⊙ exp(σ)`` when ``log`` (then
-      ``σ`` holds ``logσ``), else ``μ + ε ⊙ σ``, with ``ε ~ N(0, I)`` of ``μ``'s shape;
+    * ``reparameterize(μ, σ, log=True, T=None, rng=None)``: ``μ + ε ⊙ exp(σ)`` when ``log``
+      (then ``σ`` holds ``logσ``), else ``μ + ε ⊙ σ``, with ``ε ~ N(0, I)`` of ``μ``'s shape;
     * ``reparameterize(encoder, encoder_output, rng=None)``: the encoder's own rule.
 
     ``ε`` is drawn from ``rng`` (see :mod:`autoencoder_toolkit.random.draws`; a
     ``juliarng`` stream gives Julia's ``randn(Float32, L, B)``), or taken from
     ``noise`` when given. It is a constant for gradients. NumPy, torch and CuPy arrays
     are accepted.
+
+    ``T`` is the floating type of ``ε`` (Julia's keyword of the same name; default: the
+    dtype of ``μ``), given as ``"Float64"``, ``torch.float64``, ``np.float64``, ...; the
+    result's dtype follows the usual promotion of ``μ``, ``σ`` and ``ε``, as in Julia
+    (``T=Float64`` with float32 ``μ`` gives a float64 sample).
     """
     if len(args) == 2 and isinstance(args[0], AbstractVariationalEncoder):
+        if T is not None:
+            raise TypeError("reparameterize: T applies to the (μ, σ) form; the encoder form draws in the "
+                            "encoder's dtype")
         return args[0].reparameterize(args[1], rng=rng, noise=noise)
     if len(args) != 2:
         raise TypeError("reparameterize: expected (μ, σ) or (encoder, encoder_output)")
@@ -58,6 +81,9 @@ def reparameterize(*args: Any, log: bool = True, rng: Any = None, noise: Any = N
     if tuple(getattr(μ, "shape", ())) != tuple(getattr(σ, "shape", ())):
         raise ValueError(f"σ: expected the shape of μ {tuple(μ.shape)}, got {tuple(σ.shape)}")
     check_rng(rng)
+    if T is not None and noise is None:
+        xp = array_namespace(μ, σ, names=("μ", "σ"))
+        noise = normal_like(xp.astype(μ, getattr(xp, float_dtype_name(T))), rng)
     return (GaussianLogParams(μ, σ) if log else GaussianParams(μ, σ)).rsample(rng, noise=noise)
 
 
@@ -211,6 +237,7 @@ def _loss(vae: VAE, x_in: torch.Tensor, x_out: torch.Tensor | None = None, *, β
     return value
 
 
+@keywords_checked
 def loss(vae: VAE, x_in: Any, x_out: Any = None, *, β: float | None = None,
          reconstruction_loglikelihood: Callable = decoder_loglikelihood,
          kl_divergence: Callable = encoder_kl,
@@ -277,6 +304,7 @@ def check_optimizer(opt: Any, model: torch.nn.Module, owner: str, name: str = "o
     return opt
 
 
+@keywords_checked
 def train_(vae: VAE, x: Any, *args: Any, loss_function: Callable = loss,
            loss_kwargs: Mapping[str, Any] | None = None, verbose: bool = False,
            loss_return: bool = False, rng: Any = None, kernels: str | None = None) -> float | None:
@@ -328,7 +356,7 @@ def one_loss_step(model: torch.nn.Module, vae: VAE, x: Any, x_out: Any, opt: Any
     fn = loss_function
     if loss_function is default:
         kernels = kwargs.pop("kernels", kernels)
-        check_keywords("loss", kwargs, keywords, "loss_kwargs")
+        check_keywords(default.__name__, kwargs, keywords, "loss_kwargs")
         fn = default_impl
     x_t = model_input(model, x, "x_in" if x_out is not None else "x", finite=False)
     data = (x_t,) if x_out is None else (x_t, target_input(vae, x_out, x_t, finite=False))

@@ -27,8 +27,8 @@ same memory order, as the C-order array of shape ``(B, L)`` returned here for
 
 Versions
 --------
-Every stream carries a ``julia`` version (``"1.10"`` or ``"1.11"``; ``"1.9"`` and
-``"1.12"`` are accepted as aliases).  Three things differ between the two behaviours:
+Every stream carries a ``julia`` version (``"1.10"`` or ``"1.11"``; ``"1.9"``, ``"1.12"``
+and ``"1.13"`` are accepted as aliases).  Three things differ between the two behaviours:
 
 * ``MersenneTwister(seed)``: up to 1.10 the 32-bit words of the seed initialise dSFMT
   directly; from 1.11 the SHA-256 digest of those words does.
@@ -37,6 +37,19 @@ Every stream carries a ``julia`` version (``"1.10"`` or ``"1.11"``; ``"1.9"`` an
   ``randperm(rng, n)``).
 * the tail of the normal sampler: ``log(u)`` up to 1.10, ``log1p(-u)`` from 1.11
   (it only affects the rare draws beyond 3.654, about one in four thousand).
+
+Julia 1.13 routes ``Random.seed!(rng, seed)`` through a new internal generator,
+``Random.SeedHasher`` (JuliaLang/julia pull request 51533, "Random: allow seeding from an
+RNG"): every RNG is seeded from a ``SeedHasher(seed)`` stream, and the seed's bytes are
+hashed by ``Random.hash_seed(seed, ctx)`` into a SHA-256 context.  The bytes of an
+integer seed (its little-endian 32-bit words) and their SHA-256 digest are those of 1.11,
+and the digest is what ``Xoshiro(seed)``, ``Random.seed!(seed)`` and
+``MersenneTwister(seed)`` start from, so in 1.13 they draw exactly as in 1.11 and 1.12:
+``julia="1.13"`` is the 1.11 behaviour, checked against the values Julia's 1.13-era
+docstrings publish.  Julia's development line after 1.13 replaces the SHA-256 stage of
+``SeedHasher`` by M. E. O'Neill's ``seed_seq_fe`` mixer (pull request 60206, "Random:
+faster seed hashing"), which changes every seeded stream; no release ships it and Julia
+publishes no values for it yet, so later versions are refused.
 
 Seeds are non-negative integers.  Julia 1.10 rejects negative seeds while 1.11 accepts
 them with a different hash, so they are refused here.  For non-negative seeds of any
@@ -90,7 +103,7 @@ __all__ = [
 # versions and seeds
 # --------------------------------------------------------------------------------------
 
-_VERSION_ALIASES = {"1.9": "1.10", "1.10": "1.10", "1.11": "1.11", "1.12": "1.11"}
+_VERSION_ALIASES = {"1.9": "1.10", "1.10": "1.10", "1.11": "1.11", "1.12": "1.11", "1.13": "1.11"}
 #: The values accepted for the ``julia=`` argument.
 ACCEPTED_VERSIONS: tuple[str, ...] = tuple(_VERSION_ALIASES)
 #: The behaviour used when ``julia=`` is not given.
@@ -104,7 +117,8 @@ def _normalize_julia(julia: Any) -> str:
     raise ValueError(
         f"julia={julia!r} is not supported; accepted versions are "
         + ", ".join(repr(v) for v in ACCEPTED_VERSIONS)
-        + " ('1.9' behaves as '1.10' and '1.12' as '1.11')"
+        + " ('1.9' behaves as '1.10', '1.12' and '1.13' as '1.11'; Julia's development line after 1.13 "
+        "seeds through a different SeedHasher whose streams Julia has not published yet)"
     )
 
 
@@ -340,7 +354,7 @@ class JuliaRNG:
 
     @property
     def julia(self) -> str:
-        """The Julia behaviour reproduced: ``"1.10"`` (1.9, 1.10) or ``"1.11"`` (1.11, 1.12)."""
+        """The Julia behaviour reproduced: ``"1.10"`` (1.9, 1.10) or ``"1.11"`` (1.11 to 1.13)."""
         return self._julia
 
     # --- unit stream ------------------------------------------------------------------
@@ -403,7 +417,7 @@ class MersenneTwister(JuliaRNG):
     seed:
         A non-negative integer.  With ``julia="1.10"`` (Julia 1.9 and 1.10) its
         little-endian 32-bit words are passed to dSFMT's ``init_by_array``; with
-        ``julia="1.11"`` (Julia 1.11 and 1.12) the SHA-256 digest of those words, read
+        ``julia="1.11"`` (Julia 1.11 to 1.13) the SHA-256 digest of those words, read
         as eight little-endian 32-bit words, is passed instead.
     julia:
         The Julia behaviour to reproduce (see :data:`ACCEPTED_VERSIONS`).
@@ -524,7 +538,7 @@ class Xoshiro(JuliaRNG):
     seed:
         A non-negative integer; the state ``(s0, s1, s2, s3)`` is the SHA-256 digest of
         the seed's little-endian 32-bit words read as four little-endian 64-bit words.
-        This is the same in Julia 1.9 to 1.12.
+        This is the same in Julia 1.9 to 1.13.
     julia:
         The Julia behaviour to reproduce (it matters for :func:`shuffle` and for the tail
         of :func:`randn`).
@@ -677,7 +691,7 @@ def seed_(seed: int, julia: str = DEFAULT_JULIA) -> TaskLocalRNG:
     """The stream that Julia's ``Random.seed!(seed)`` puts into the global generator.
 
     Equivalent to ``Random.seed!(seed)`` followed by calls without an explicit RNG
-    (``rand()``, ``randn(Float32, L, B)``, ...), in Julia 1.9 to 1.12; ``julia`` selects
+    (``rand()``, ``randn(Float32, L, B)``, ...), in Julia 1.9 to 1.13; ``julia`` selects
     the version-dependent sampling algorithms.
     """
     rng = object.__new__(TaskLocalRNG)

@@ -48,7 +48,7 @@ from ..models.encoders import JointGaussianLogEncoder
 from ..models.infomaxvaes import InfoMaxVAE, MutualInfoChain
 from ..models.mmdvaes import MMDVAE
 from ..models.step import ParallelModel
-from ..models.optim import setup
+from ..models.optim import adjust_, setup
 from . import distributed as dist_mod
 
 __all__ = [
@@ -116,10 +116,9 @@ def optimizer_dict(opt: Any) -> dict[str, torch.optim.Optimizer]:
 
 
 def set_learning_rate(opt: Any, lr: float) -> None:
-    """Set the learning rate of every parameter group of ``opt`` (one optimizer or a pair)."""
+    """Set the learning rate of every parameter group of ``opt`` (one optimizer or a pair); see :func:`adjust_`."""
     for o in optimizer_dict(opt).values():
-        for group in o.param_groups:
-            group["lr"] = float(lr)
+        adjust_(o, float(lr))
 
 
 def loss_kwargs_for(model: nn.Module, alpha: float, beta: float) -> dict[str, float]:
