@@ -33,6 +33,7 @@ import math
 from typing import Any
 
 from .backends import array_namespace
+from .backends.base import same_shape
 from .backends.dispatch import fused_kernels
 from .constants import EPS_FLOAT32, LOG2PI
 
@@ -65,16 +66,6 @@ def n_per_sample(a: Any, batched: bool) -> int:
     for s in (a.shape[1:] if batched else a.shape):
         n *= int(s)
     return n
-
-
-def same_shape(*named: tuple[str, Any]) -> None:
-    """Raise ``ValueError`` naming the argument whose shape differs from the first one's."""
-    first_name, first = named[0]
-    for name, a in named[1:]:
-        if tuple(a.shape) != tuple(first.shape):
-            raise ValueError(
-                f"{name}: expected the shape of {first_name} {tuple(first.shape)}, got {tuple(a.shape)}"
-            )
 
 
 # ----------------------------------------------------------------------------------
@@ -195,8 +186,11 @@ def _gaussian(x: Any, μ: Any, scale: Any, *, kind: str, σ: float, batched: boo
         quad = d * d / xp.exp(2 * scale)
         logdet = sample_sum(xp, scale, batched)
     else:
-        r = d / scale
-        quad = r * r
+        if x_name == "z":  # codes: (z - μ)² / σ², as the encoder's log-posterior has always computed it
+            quad = d * d / (scale * scale)
+        else:  # data: ((x - μ) / σ)², the reference decoder's batched form
+            r = d / scale
+            quad = r * r
         logdet = sample_sum(xp, xp.log(scale), batched)
     return -0.5 * sample_sum(xp, quad, batched) - logdet - 0.5 * n * LOG2PI
 

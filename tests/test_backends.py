@@ -30,6 +30,17 @@ EPS = float(np.finfo(np.float32).eps)
 # Registry
 # ----------------------------------------------------------------------------------
 
+def test_the_density_of_codes_with_a_linear_scale_is_computed_as_always():
+    # (z - μ)² / σ² for codes (not ((z - μ) / σ)², which rounds differently in float32)
+    g = np.random.default_rng(0)
+    z, mu = g.standard_normal((1000, 5)).astype(np.float32), g.standard_normal((1000, 5)).astype(np.float32)
+    s = (g.random((1000, 5)) * 3 + 0.01).astype(np.float32)
+    d = z - mu
+    expected = (np.float32(-0.5) * np.sum(d * d / (s * s), axis=1) - np.sum(np.log(s), axis=1)
+                - np.float32(0.5 * 5 * math.log(2 * math.pi)))
+    np.testing.assert_array_equal(densities.gaussian_logdensity(z, mu, s, log=False), expected)
+
+
 def test_registry_by_name_and_by_array():
     np_bk = get_backend("numpy")
     t_bk = get_backend("torch")

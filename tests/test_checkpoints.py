@@ -339,7 +339,22 @@ def test_a_layer_declared_beyond_any_file_is_refused_by_the_architecture_check(t
 @pytest.mark.parametrize("config,match", [
     ({**_dense(3, 2), "meta": {"forward": "x"}}, "Dense has no argument 'meta'"),
     ({"type": "VAE", "fields": {"encoder": _dense(3, 2), "decoder": _dense(2, 3)}, "meta": {"forward": "x"}},
-     "meta may give input_shape, output_shape, latent_dim, not 'forward'"),
+     "VAE: takes no 'meta'"),
+    ({"type": "VAE", "fields": {"encoder": _dense(3, 2), "decoder": _dense(2, 3)}, "meta": {"latent_dim": 2}},
+     "VAE: takes no 'meta' .it derives its shapes from its fields."),
+    ({"type": "MutualInfoChain", "fields": {"data": _dense(3, 2), "latent": _dense(2, 2), "mlp": _dense(2, 1)},
+      "meta": {"forward": "x"}}, "meta may give input_shape, output_shape, latent_dim, not 'forward'"),
+    ({"type": "X", "fields": {"d": _dense(2, 3)}, "structure": {"trunk": None, "heads": [["d"]],
+                                                             "output": None, "single_as_batch": False}},
+     "structure heads"),
+    ({"type": "X", "fields": {"d": _dense(2, 3)}, "structure": {"trunk": {"a": 1}, "heads": ["d"],
+                                                             "output": None, "single_as_batch": False}},
+     "structure trunk"),
+    ({"type": "BernoulliDecoder", "fields": {"decoder": _dense(2, 3)},
+      "structure": {"trunk": None, "heads": ["decoder"], "output": "Categorical", "single_as_batch": False}},
+     "the recorded structure .* is not that of the class"),
+    ({"type": "torch.nn.Conv2d", "args": {"in_channels": 3, "out_channels": 4, "kernel_size": [3, 3],
+                                          "stride": [2, 2], "padding": "same"}}, "padding 'same' needs stride 1"),
     (_dense(-3, 2), "n_in = -3 is not a valid value"),
     (_dense(3, 0), "n_out = 0 is not a valid value"),
     ({"type": "torch.nn.Conv2d", "args": {"in_channels": 3, "out_channels": 4, "kernel_size": [3, -1]}},
@@ -387,3 +402,78 @@ def test_an_unusable_device_is_refused_clearly(tmp_path, device) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device: CUDA is not available"):
             load_model(path, device="cuda")
+
+
+def _header_file(path, header):
+    import struct
+
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text)
+    return path
+
+
+@pytest.mark.parametrize("entry, match", [
+    ({"dtype": [], "shape": [2], "data_offsets": [0, 8]}, "unsupported dtype"),
+    ({"dtype": {}, "shape": [2], "data_offsets": [0, 8]}, "unsupported dtype"),
+])
+def test_a_header_entry_of_the_wrong_type_is_refused(tmp_path, entry, match) -> None:
+    path = _header_file(tmp_path / "h.safetensors", {"w": entry, "__metadata__": {"format": "x"}})
+    _both_loaders_refuse(path, match)
+
+
+def test_an_integer_too_long_to_read_is_refused(tmp_path) -> None:
+    raw = b'{"w": {"dtype": "F32", "shape": [' + b"9" * 5000 + b'], "data_offsets": [0, 4]}}'
+    import struct
+
+    (tmp_path / "h.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw)
+    _both_loaders_refuse(tmp_path / "h.safetensors", "corrupt or not a safetensors file")
+
+
+def test_tensors_of_the_wrong_dtype_are_refused_by_both_loaders(tmp_path) -> None:
+    mixed = _crafted(tmp_path, _dense(3, 2), {"weight": np.zeros((2, 3), np.float32), "bias": np.zeros(2, np.float64)})
+    _both_loaders_refuse(mixed, "mixes floating-point dtypes .F32, F64.")
+    ints = _crafted(tmp_path, _dense(3, 2), {"weight": np.zeros((2, 3), np.int32), "bias": np.zeros(2, np.float32)},
+                    "i.safetensors")
+    _both_loaders_refuse(ints, "tensor 'weight' has dtype I32, the architecture expects a floating type")
+    bn = {"type": "torch.nn.BatchNorm1d", "args": {"num_features": 2}}
+    counter = _crafted(tmp_path, bn, {"weight": np.ones(2, np.float32), "bias": np.zeros(2, np.float32),
+                                      "running_mean": np.zeros(2, np.float32), "running_var": np.ones(2, np.float32),
+                                      "num_batches_tracked": np.zeros((), np.float32)}, "bn.safetensors")
+    _both_loaders_refuse(counter, "tensor 'num_batches_tracked' has dtype F32, the architecture expects I64")
+
+
+def test_a_float64_model_loads_back_in_float64(tmp_path) -> None:
+    from autoencoder_toolkit import inference
+
+    model = small_model().double()
+    path = save_model(model, tmp_path / "m64.safetensors")
+    loaded = load_model(path)
+    assert all(p.dtype == torch.float64 for p in loaded.parameters())
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(a, b)
+    x = torch.rand(5, 5, dtype=torch.float64)
+    frozen = inference.load(path)
+    out = frozen.vae.encoder(x.numpy()).μ
+    assert out.dtype == np.float64  # the frozen model keeps the file's precision too
+    np.testing.assert_allclose(out, loaded.vae.encoder(x).μ.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_a_file_of_the_earlier_frozen_layout_gets_a_clear_message(tmp_path) -> None:
+    path = _header_file(tmp_path / "old.safetensors", {"__metadata__": {
+        "autoencoder_toolkit.inference": json.dumps({"format": 1, "model": {"type": "Dense"}})}})
+    _both_loaders_refuse(path, "written by FrozenModule.save of an earlier version .* save_model")
+
+
+def test_a_malformed_extra_tensor_list_is_refused(tmp_path) -> None:
+    from autoencoder_toolkit.io.checkpoint import STATE_FILE, state_digest
+
+    model = small_model()
+    opt = make_optimizers(model, 1e-3)
+    folder = save_checkpoint(tmp_path, model, optimizer_dict(opt), {"epoch": 0})
+    doc = json.loads((folder / STATE_FILE).read_text())
+    doc["extra_tensors"] = [[1]]
+    doc["digest"] = state_digest(doc)
+    (folder / STATE_FILE).write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="extra_tensors is not a list of names"):
+        load_checkpoint(tmp_path)

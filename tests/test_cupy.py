@@ -300,4 +300,4 @@ def test_frozen_models_on_cupy_match_torch(tmp_path):
         cuda_model = model.cuda()
         xc = x.cuda()
         enc = cuda_model.vae.encoder(xc)
-    _close(inference.to_backend(cuda_model, "cupy").encode(cupy.asarray(xc)).σ, torch.exp(enc.logσ))
+    _close(cuda_model.to_backend("cupy").encode(cupy.asarray(xc)).σ, torch.exp(enc.logσ))

@@ -366,3 +366,17 @@ def test_readme_backends_example_runs(tmp_path, monkeypatch):
     assert namespace["codes"].shape == (100, 2)
     assert np.all((namespace["p"] >= 0) & (namespace["p"] <= 1))
     assert np.isfinite(float(namespace["mi"]))
+
+
+def test_a_model_with_batch_normalisation_saves_and_loads_back_from_either_side(tmp_path):
+    from autoencoder_toolkit.checkpoints import load_model
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 4), _trained_batchnorm(nn.BatchNorm1d, 4, (8, 4)), nn.Tanh())
+    frozen = aet.to_backend(model, "numpy")
+    path = frozen.save(tmp_path / "bn.safetensors")  # its 0-d step count stays 0-d
+    x = np.random.default_rng(0).standard_normal((5, 6)).astype(np.float32)
+    np.testing.assert_allclose(inference.load(path)(x), frozen(x), rtol=0, atol=0)
+    with torch.no_grad():
+        np.testing.assert_allclose(load_model(path).eval()(torch.from_numpy(x)).numpy(), frozen(x), rtol=1e-5,
+                                   atol=1e-6)

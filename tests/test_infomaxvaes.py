@@ -16,7 +16,7 @@ from autoencoder_toolkit.infomaxvaes import (InfoMaxVAE, MutualInfoChain, infoma
                                              mutual_info_bound, shuffle_latent, train_,
                                              variational_mutual_info)
 from autoencoder_toolkit.layers import Chain, Dense, Flatten, zeros32
-from autoencoder_toolkit.outputs import InfoMaxVAEOutput, VAEOutput
+from autoencoder_toolkit.outputs import InfoMaxVAEOutput, OptimizerPair, VAEOutput
 
 
 
@@ -464,16 +464,34 @@ def test_unknown_keywords_name_the_public_function_and_list_the_accepted_ones(sm
 
 
 def test_optimizers_that_do_not_belong_to_the_model_are_refused(small_infomax, x):
-    from autoencoder_toolkit.outputs import OptimizerPair
-
     m, opt = _trained_pair(small_infomax, x)
     saved = _state(m, opt)
-    with pytest.raises(ValueError, match=r"opt\.vae: the optimizer does not hold the parameters of this model\.vae"):
+    n = len(list(m.mi.parameters()))  # the critic's parameters, all foreign to the VAE
+    with pytest.raises(ValueError, match=rf"opt\.vae: the optimizer does not belong to this model\.vae \({n} of its {n} "
+                                         r"parameters are not parameters of this model\.vae\)"):
         train_(m, x, OptimizerPair(opt.mi, opt.vae))
     other = copy.deepcopy(m)
-    with pytest.raises(ValueError, match="opt.vae: the optimizer does not hold the parameters"):
+    with pytest.raises(ValueError, match="opt.vae: the optimizer does not belong to this model.vae"):
         train_(m, x, setup(torch.optim.Adam, other))
+    empty = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
+    empty.param_groups.clear()
+    with pytest.raises(ValueError, match="opt.mi: the optimizer does not belong to this model.mi .it holds none of"):
+        train_(m, x, OptimizerPair(opt.vae, empty))
     _assert_same_state(m, opt, saved)
+
+
+def test_an_optimizer_over_part_of_the_model_or_with_frozen_parameters_trains(small_infomax, x):
+    m, _ = _trained_pair(small_infomax, x)
+    decoder_only = OptimizerPair(torch.optim.Adam(m.vae.decoder.parameters(), lr=1e-3),
+                                 torch.optim.Adam(m.mi.parameters(), lr=1e-3))
+    encoder = [p.detach().clone() for p in m.vae.encoder.parameters()]
+    decoder = [p.detach().clone() for p in m.vae.decoder.parameters()]
+    train_(m, x, decoder_only, rng=torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(encoder, m.vae.encoder.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(decoder, m.vae.decoder.parameters()))
+    m.vae.encoder.requires_grad_(False)  # frozen, but held by the optimizer setup builds
+    train_(m, x, setup(torch.optim.Adam, m), rng=torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(encoder, m.vae.encoder.parameters()))
 
 
 def test_a_critic_of_another_latent_size_is_refused_by_the_loss(small_infomax, x):

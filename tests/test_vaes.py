@@ -184,6 +184,24 @@ def test_training_is_deterministic_for_a_fixed_generator():
         assert torch.equal(p, q)
 
 
+def test_a_failing_step_leaves_the_running_statistics_as_they_were():
+    from autoencoder_toolkit.layers import Chain, Dense
+
+    torch.manual_seed(0)
+    trunk = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU())
+    enc = JointGaussianLogEncoder(trunk, Dense(8, 2), Dense(8, 2))
+    vae = enc * BernoulliDecoder(6, 2, [8], ["relu"], "sigmoid")
+    opt = setup(torch.optim.Adam, vae)
+    train_(vae, torch.rand(16, 6), opt)
+    running = {k: v.clone() for k, v in vae.state_dict().items() if "running" in k or "num_batches" in k}
+    x = torch.rand(16, 6)
+    x[3, 2] = float("nan")
+    with pytest.raises(ValueError, match="x"):
+        train_(vae, x, opt)  # the forward pass in training mode updated the statistics before the check
+    after = {k: v for k, v in vae.state_dict().items() if k in running}
+    assert all(torch.equal(running[k], after[k]) for k in running)
+
+
 def test_a_nan_loss_changes_nothing():
     vae = _vaes()["simple"]
     opt = setup(torch.optim.Adam, vae)

@@ -40,6 +40,7 @@ __all__ = [
     "BackendUnavailableError",
     "get_backend",
     "register_backend",
+    "same_shape",
     "backend_names",
     "available_backends",
     "as_numpy",
@@ -320,3 +321,13 @@ def available_backends() -> tuple[str, ...]:
             continue
         names.append(name)
     return tuple(names)
+
+
+def same_shape(*named: tuple[str, Any]) -> None:
+    """Raise ``ValueError`` naming the first argument whose shape differs from the first one's
+    (``(name, array)`` pairs; a ``None`` array is skipped)."""
+    items = [(name, a) for name, a in named if a is not None]
+    first_name, first = items[0]
+    for name, a in items[1:]:
+        if tuple(a.shape) != tuple(first.shape):
+            raise ValueError(f"{name}: expected the shape of {first_name} {tuple(first.shape)}, got {tuple(a.shape)}")

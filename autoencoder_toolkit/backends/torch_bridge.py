@@ -24,6 +24,7 @@ from typing import Any, Iterator
 import torch
 
 from . import cupy_kernels, dispatch
+from .base import same_shape
 from .cupy_backend import cuda_unavailable_reason
 
 __all__ = [
@@ -40,10 +41,6 @@ __all__ = [
 
 #: Accepted values of the ``kernels`` keyword of the losses and training steps.
 KERNEL_CHOICES = (None, "cupy")
-
-
-def _kernels() -> Any:
-    return cupy_kernels
 
 
 def supports(*tensors: Any) -> bool:
@@ -138,7 +135,7 @@ class _BernoulliLL(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, p: torch.Tensor, batched: bool) -> torch.Tensor:  # noqa: D102
         with _on_torch_stream(p):
-            out = _th(_kernels().bernoulli_loglikelihood(_cp(x), _cp(p), batched))
+            out = _th(cupy_kernels.bernoulli_loglikelihood(_cp(x), _cp(p), batched))
         ctx.save_for_backward(x, p)
         ctx.batched = batched
         return out
@@ -148,7 +145,7 @@ class _BernoulliLL(torch.autograd.Function):
         x, p = ctx.saved_tensors
         want_x, want_p = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         with _on_torch_stream(p):
-            gx, gp = _kernels().bernoulli_backward(_cp(x), _cp(p), _cp(g), ctx.batched, want_x=want_x, want_p=want_p)
+            gx, gp = cupy_kernels.bernoulli_backward(_cp(x), _cp(p), _cp(g), ctx.batched, want_x=want_x, want_p=want_p)
             return _th(gx), _th(gp), None
 
 
@@ -157,7 +154,7 @@ class _GaussianLL(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, mu: torch.Tensor, scale: torch.Tensor | None, kind: str,
                 sigma: float, batched: bool) -> torch.Tensor:  # noqa: D102
         with _on_torch_stream(mu):
-            out = _th(_kernels().gaussian_loglikelihood(_cp(x), _cp(mu), _cp(scale), kind=kind, σ=sigma,
+            out = _th(cupy_kernels.gaussian_loglikelihood(_cp(x), _cp(mu), _cp(scale), kind=kind, σ=sigma,
                                                         batched=batched))
         ctx.save_for_backward(x, mu, scale)
         ctx.kind, ctx.sigma, ctx.batched = kind, sigma, batched
@@ -168,7 +165,7 @@ class _GaussianLL(torch.autograd.Function):
         x, mu, scale = ctx.saved_tensors
         need = ctx.needs_input_grad
         with _on_torch_stream(mu):
-            gx, gm, gs = _kernels().gaussian_backward(
+            gx, gm, gs = cupy_kernels.gaussian_backward(
                 _cp(x), _cp(mu), _cp(scale), _cp(g), kind=ctx.kind, σ=ctx.sigma, batched=ctx.batched,
                 want_x=need[0], want_mu=need[1], want_scale=need[2] and scale is not None)
             return _th(gx), _th(gm), _th(gs), None, None, None
@@ -178,7 +175,7 @@ class _GaussianKL(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, mu: torch.Tensor, scale: torch.Tensor, log: bool, batched: bool) -> torch.Tensor:  # noqa: D102
         with _on_torch_stream(mu):
-            out = _th(_kernels().gaussian_kl(_cp(mu), _cp(scale), log=log, batched=batched))
+            out = _th(cupy_kernels.gaussian_kl(_cp(mu), _cp(scale), log=log, batched=batched))
         ctx.save_for_backward(mu, scale)
         ctx.log, ctx.batched = log, batched
         return out
@@ -188,7 +185,7 @@ class _GaussianKL(torch.autograd.Function):
         mu, scale = ctx.saved_tensors
         need = ctx.needs_input_grad
         with _on_torch_stream(mu):
-            gm, gs = _kernels().gaussian_kl_backward(_cp(mu), _cp(scale), _cp(g), log=ctx.log, batched=ctx.batched,
+            gm, gs = cupy_kernels.gaussian_kl_backward(_cp(mu), _cp(scale), _cp(g), log=ctx.log, batched=ctx.batched,
                                                      want_mu=need[0], want_scale=need[1])
             return _th(gm), _th(gs), None, None
 
@@ -197,7 +194,7 @@ class _Reparameterize(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, mu: torch.Tensor, scale: torch.Tensor, noise: torch.Tensor, log: bool) -> torch.Tensor:  # noqa: D102
         with _on_torch_stream(mu):
-            out = _th(_kernels().reparameterize(_cp(mu), _cp(scale), _cp(noise), log=log))
+            out = _th(cupy_kernels.reparameterize(_cp(mu), _cp(scale), _cp(noise), log=log))
         ctx.save_for_backward(scale, noise)
         ctx.log = log
         return out
@@ -208,7 +205,7 @@ class _Reparameterize(torch.autograd.Function):
         g_scale = None
         if ctx.needs_input_grad[1]:
             with _on_torch_stream(scale):
-                _, gs = _kernels().reparameterize_backward(_cp(scale), _cp(noise), _cp(g), log=ctx.log)
+                _, gs = cupy_kernels.reparameterize_backward(_cp(scale), _cp(noise), _cp(g), log=ctx.log)
                 g_scale = _th(gs)
         return (g if ctx.needs_input_grad[0] else None), g_scale, None, None
 
@@ -217,7 +214,7 @@ class _MutualInfoBound(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, g_joint: torch.Tensor, g_shuffled: torch.Tensor) -> torch.Tensor:  # noqa: D102
         with _on_torch_stream(g_joint):
-            out = _th(_kernels().mutual_info_bound(_cp(g_joint), _cp(g_shuffled)))
+            out = _th(cupy_kernels.mutual_info_bound(_cp(g_joint), _cp(g_shuffled)))
         ctx.save_for_backward(g_joint, g_shuffled)
         return out
 
@@ -226,7 +223,7 @@ class _MutualInfoBound(torch.autograd.Function):
         g_joint, g_shuffled = ctx.saved_tensors
         need = ctx.needs_input_grad
         with _on_torch_stream(g_joint):
-            da, db = _kernels().mutual_info_bound_backward(_cp(g_joint), _cp(g_shuffled), _cp(g),
+            da, db = cupy_kernels.mutual_info_bound_backward(_cp(g_joint), _cp(g_shuffled), _cp(g),
                                                            want_joint=need[0], want_shuffled=need[1])
             return _th(da), _th(db)
 
@@ -235,18 +232,10 @@ class _MutualInfoBound(torch.autograd.Function):
 # Tensor-level functions
 # ----------------------------------------------------------------------------------
 
-def _check_same_shape(**named: torch.Tensor) -> None:
-    items = [(k, v) for k, v in named.items() if v is not None]
-    first_name, first = items[0]
-    for name, t in items[1:]:
-        if tuple(t.shape) != tuple(first.shape):
-            raise ValueError(f"{name}: expected the shape of {first_name} {tuple(first.shape)}, got {tuple(t.shape)}")
-
-
 def bernoulli_loglikelihood(x: torch.Tensor, p: torch.Tensor, batched: bool = True) -> torch.Tensor:
     """Fused ``Σ x log(p+ε) + (1−x) log(1−p+ε)`` per sample, differentiable in ``x`` and ``p``."""
     _require(x, p)
-    _check_same_shape(p=p, x=x)
+    same_shape(("p", p), ("x", x))
     return _BernoulliLL.apply(x, p, batched)
 
 
@@ -257,28 +246,28 @@ def gaussian_loglikelihood(x: torch.Tensor, μ: torch.Tensor, scale: torch.Tenso
         raise ValueError(f"kind: expected 'log', 'linear' or 'fixed', got {kind!r}")
     scale = None if kind == "fixed" else scale
     _require(x, μ, scale)
-    _check_same_shape(μ=μ, x=x, scale=scale)
+    same_shape(("μ", μ), ("x", x), ("scale", scale))
     return _GaussianLL.apply(x, μ, scale, kind, float(σ), batched)
 
 
 def gaussian_kl(μ: torch.Tensor, scale: torch.Tensor, *, log: bool = True, batched: bool | None = None) -> torch.Tensor:
     """Fused KL of ``N(μ, σ²)`` to ``N(0, I)`` per sample (``scale`` is ``logσ`` when ``log``)."""
     _require(μ, scale)
-    _check_same_shape(μ=μ, scale=scale)
+    same_shape(("μ", μ), ("scale", scale))
     return _GaussianKL.apply(μ, scale, bool(log), μ.ndim >= 2 if batched is None else bool(batched))
 
 
 def reparameterize(μ: torch.Tensor, scale: torch.Tensor, noise: torch.Tensor, *, log: bool = True) -> torch.Tensor:
     """Fused ``μ + noise·exp(scale)`` (or ``μ + noise·scale``); ``noise`` is a constant."""
     _require(μ, scale, noise)
-    _check_same_shape(μ=μ, scale=scale, noise=noise)
+    same_shape(("μ", μ), ("scale", scale), ("noise", noise))
     return _Reparameterize.apply(μ, scale, noise.detach(), bool(log))
 
 
 def mutual_info_bound(g_joint: torch.Tensor, g_shuffled: torch.Tensor) -> torch.Tensor:
     """Fused ``mean(g_joint) − mean(exp(g_shuffled − 1))`` (a 0-d tensor)."""
     _require(g_joint, g_shuffled)
-    _check_same_shape(g_joint=g_joint, g_shuffled=g_shuffled)
+    same_shape(("g_joint", g_joint), ("g_shuffled", g_shuffled))
     return _MutualInfoBound.apply(g_joint, g_shuffled)
 
 

@@ -31,15 +31,20 @@ from typing import Any
 from ..backends import get_backend
 from ..backends.base import Backend
 from ..io.checkpoint import resolve_model_path
+from ..io.architecture import TORCH_LAYERS
 from ..io.files import CheckpointError
-from ..io.model_file import read_model
+from ..io.model_file import FORMAT_VERSION, read_model
 from ..io.safetensors import to_numpy
 from .activations import ACTIVATIONS
 from .layers import SUPPORTED_LAYERS, FrozenModule, NotExportable, from_config
 from .models import FrozenInfoMaxVAE, FrozenMutualInfoChain, FrozenNetwork, FrozenVAE
 
 __all__ = ["FrozenModule", "FrozenNetwork", "FrozenVAE", "FrozenInfoMaxVAE", "FrozenMutualInfoChain",
-           "NotExportable", "from_config", "load", "ACTIVATIONS", "SUPPORTED_LAYERS", "get_backend"]
+           "NotExportable", "from_config", "load", "ACTIVATIONS", "SUPPORTED_LAYERS", "get_backend", "FORMAT_VERSION", "SUPPORTED_TORCH_LAYERS"]
+
+
+#: The ``torch.nn`` layers a frozen model runs (besides the package's own layers).
+SUPPORTED_TORCH_LAYERS: tuple[str, ...] = tuple(sorted(TORCH_LAYERS))
 
 
 def load(path: str | os.PathLike[str], backend: str | Backend = "numpy", *, device: Any = None) -> FrozenModule:

@@ -34,7 +34,7 @@ import math
 from typing import Any, Callable, Mapping
 
 __all__ = ["ArchitectureError", "TORCH_LAYERS", "BUILTIN_STRUCTURES", "MODEL_FIELDS", "MAX_DEPTH", "MAX_NODES",
-           "check_config", "expected_tensors", "structure_of"]
+           "META_ATTRIBUTES", "check_config", "expected_tensors", "structure_of"]
 
 #: Deepest nesting of nodes accepted.
 MAX_DEPTH = 64
@@ -205,7 +205,10 @@ BUILTIN_STRUCTURES: dict[str, dict[str, Any]] = {
     "SplitGaussianDecoder": {"trunk": None, "heads": ["μ", "σ"], "output": "GaussianParams",
                              "single_as_batch": False},
 }
-_META = {"input_shape": _ints(_positive), "output_shape": _ints(_positive), "latent_dim": _positive}
+#: Built-in composite models whose shapes are properties of their fields, never recorded.
+_DERIVED_META = ("VAE", "InfoMaxVAE", "MMDVAE", "AE")
+#: The attributes a model node may record under ``meta``, and the check of each value.
+META_ATTRIBUTES = {"input_shape": _ints(_positive), "output_shape": _ints(_positive), "latent_dim": _positive}
 
 
 def structure_of(config: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -287,6 +290,9 @@ class _Walk:
             for key in ("kernel_size", "stride", "dilation", "output_padding", "padding"):
                 if isinstance(args.get(key), list) and len(args[key]) != spatial:
                     raise self.fail(where, f"{kind}: {key} needs {spatial} value(s), got {args[key]!r}")
+            stride = args.get("stride", 1)
+            if args.get("padding") == "same" and any(v != 1 for v in (stride if isinstance(stride, list) else [stride])):
+                raise self.fail(where, f"{kind}: padding 'same' needs stride 1, got stride {stride!r}")
             groups = args.get("groups", 1)
             if args["in_channels"] % groups or args["out_channels"] % groups:
                 raise self.fail(where, f"{kind}: groups = {groups} does not divide the channels")
@@ -308,10 +314,12 @@ class _Walk:
         meta = node.get("meta", {})
         if not isinstance(meta, dict):
             raise self.fail(where, f"{kind}: 'meta' must be a mapping")
+        if meta and kind in _DERIVED_META:
+            raise self.fail(where, f"{kind}: takes no 'meta' (it derives its shapes from its fields)")
         for key, value in meta.items():
-            if key not in _META:
-                raise self.fail(where, f"{kind}: meta may give {', '.join(_META)}, not {key!r:.40}")
-            if not _META[key](value):
+            if key not in META_ATTRIBUTES:
+                raise self.fail(where, f"{kind}: meta may give {', '.join(META_ATTRIBUTES)}, not {key!r:.40}")
+            if not META_ATTRIBUTES[key](value):
                 raise self.fail(where, f"{kind}: meta {key} = {value!r:.80} is not a valid value")
         expected = MODEL_FIELDS.get(kind)
         if expected is not None and set(fields) != set(expected):
@@ -319,6 +327,9 @@ class _Walk:
         structure = structure_of(node)
         if "structure" in node or kind in BUILTIN_STRUCTURES:
             self.structure(kind, structure, fields, where)
+        if kind in BUILTIN_STRUCTURES and structure != BUILTIN_STRUCTURES[kind]:
+            raise self.fail(where, f"{kind}: the recorded structure {structure!r:.120} is not that of the class "
+                                   f"({BUILTIN_STRUCTURES[kind]!r:.120})")
         for name, child in fields.items():
             self.node(child, f"{where}.{name}" if where else name, depth + 1)
 
@@ -326,9 +337,9 @@ class _Walk:
         if not isinstance(s, dict) or set(s) != {"trunk", "heads", "output", "single_as_batch"}:
             raise self.fail(where, f"{kind}: 'structure' needs trunk, heads, output and single_as_batch")
         heads, trunk = s["heads"], s["trunk"]
-        if not isinstance(heads, list) or not heads or not all(h in fields for h in heads):
+        if not isinstance(heads, list) or not heads or not all(isinstance(h, str) and h in fields for h in heads):
             raise self.fail(where, f"{kind}: structure heads {heads!r:.80} must name fields")
-        if trunk is not None and (trunk not in fields or trunk in heads):
+        if trunk is not None and (not isinstance(trunk, str) or trunk not in fields or trunk in heads):
             raise self.fail(where, f"{kind}: structure trunk {trunk!r:.40} must name another field")
         if set(fields) != set(heads) | ({trunk} if trunk else set()):
             raise self.fail(where, f"{kind}: its fields {', '.join(fields)} are not its trunk and heads")

@@ -160,7 +160,7 @@ def read_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
                               "this library")
     try:
         doc = json.loads(sp.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:  # ValueError: also an integer too long
         raise CheckpointError(f"checkpoint: '{sp}' is corrupt ({err})") from None
     if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
         raise CheckpointError(f"checkpoint: '{sp}' is not a checkpoint state file of this library")

@@ -30,13 +30,16 @@ from typing import Any, Mapping
 
 from .. import __version__
 from . import safetensors
+from .safetensors import FLOAT_CODES
 from .architecture import ArchitectureError, check_config, expected_tensors
 from .files import CheckpointError, atomic_write_bytes
 
 __all__ = ["MODEL_FORMAT", "FORMAT_VERSION", "CONFIG_VERSION", "tensor_digest", "encode_model", "write_model",
-           "read_model", "config_text"]
+           "read_model", "config_text", "float_code"]
 
 MODEL_FORMAT = "autoencoder_toolkit.model"
+#: The metadata key of files written by ``FrozenModule.save`` of earlier versions (no longer read).
+LEGACY_FROZEN_KEY = "autoencoder_toolkit.inference"
 #: Version of the file layout written here.
 FORMAT_VERSION = 1
 #: Version of the architecture configuration format.
@@ -99,6 +102,20 @@ def _compare(config: Mapping[str, Any], header: safetensors.Header, path: Path) 
         if tuple(found) != tuple(shape):
             raise CheckpointError(f"model: '{path}' does not match the architecture: tensor {name!r} has shape "
                                   f"{tuple(found)}, the architecture expects {tuple(shape)}")
+    for name, entry in header.entries.items():
+        counter = name.rsplit(".", 1)[-1] == "num_batches_tracked"  # a normalisation's step count
+        if (entry.dtype != "I64") if counter else (entry.dtype not in FLOAT_CODES):
+            raise CheckpointError(f"model: '{path}' does not match the architecture: tensor {name!r} has dtype "
+                                  f"{entry.dtype}, the architecture expects {'I64' if counter else 'a floating type'}")
+    floating = sorted({e.dtype for e in header.entries.values() if e.dtype in FLOAT_CODES})
+    if len(floating) > 1:
+        raise CheckpointError(f"model: '{path}' mixes floating-point dtypes ({', '.join(floating)}); a model's "
+                              "floating tensors share one dtype")
+
+
+def float_code(tensors: Mapping[str, Raw]) -> str | None:
+    """The one floating-point dtype code of a checked model file's tensors (``None``: none is floating)."""
+    return next((dtype for dtype, _, _ in tensors.values() if dtype in FLOAT_CODES), None)
 
 
 def read_model(path: str | os.PathLike[str], *, config: Mapping[str, Any] | None = None
@@ -112,6 +129,11 @@ def read_model(path: str | os.PathLike[str], *, config: Mapping[str, Any] | None
     header = safetensors.read_header(p, "model")
     meta = header.metadata
     if config is None:
+        if LEGACY_FROZEN_KEY in meta:
+            raise CheckpointError(f"model: '{p}' was written by FrozenModule.save of an earlier version of "
+                                  "autoencoder_toolkit, in a layout this version no longer reads; save the trained "
+                                  "torch model again with save_model (the one model file format, which "
+                                  "inference.load and load_model both read)")
         if meta.get("format") != MODEL_FORMAT or "config" not in meta:
             raise CheckpointError(f"model: '{p}' is not a model written by autoencoder_toolkit: a safetensors file "
                                   "without this library's model metadata (an architecture configuration); pass "
@@ -121,7 +143,7 @@ def read_model(path: str | os.PathLike[str], *, config: Mapping[str, Any] | None
                                   f"reads version {FORMAT_VERSION}")
         try:
             cfg = json.loads(meta["config"])
-        except (json.JSONDecodeError, RecursionError) as err:
+        except (ValueError, RecursionError) as err:  # ValueError: also an integer too long
             raise CheckpointError(f"model: '{p}' is corrupt (its architecture JSON does not parse: {err})") from None
     else:
         cfg = dict(config)

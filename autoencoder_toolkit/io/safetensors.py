@@ -35,6 +35,8 @@ DTYPES: dict[str, tuple[str | None, int]] = {
     "I64": ("int64", 8), "I32": ("int32", 4), "I16": ("int16", 2), "I8": ("int8", 1),
     "U8": ("uint8", 1), "BOOL": ("bool", 1),
 }
+#: The floating-point dtype codes.
+FLOAT_CODES = ("F64", "F32", "F16", "BF16")
 _CODES = {np.dtype(name): code for code, (name, _) in DTYPES.items() if name is not None}
 
 #: Largest header accepted, in bytes (the format itself allows 100 MB; a model's header is
@@ -85,7 +87,7 @@ def _entry(name: Any, info: Any, path: Path, what: str) -> TensorEntry:
         start, stop = info["data_offsets"]
     except (KeyError, TypeError, ValueError):
         raise CheckpointError(f"{what}: '{path}' is corrupt (bad header entry for tensor {name!r})") from None
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:
         raise CheckpointError(f"{what}: '{path}': tensor {name!r} has unsupported dtype {dtype!r}")
     if len(shape) > _MAX_RANK or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
         raise CheckpointError(f"{what}: '{path}' is corrupt (tensor {name!r} has shape {list(shape)!r:.80})")
@@ -131,7 +133,7 @@ def read_header(path: str | os.PathLike[str], what: str = "model") -> Header:
         raw_header = f.read(n_header)
     try:
         header = json.loads(raw_header.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:  # ValueError: also an integer too long
         raise CheckpointError(f"{what}: '{p}' is corrupt or not a safetensors file (header: {err})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{what}: '{p}' is corrupt (the header is not a JSON object)")
@@ -209,7 +211,8 @@ def encode(tensors: Mapping[str, tuple[str, tuple[int, ...], bytes]], metadata: 
 
 def numpy_entry(array: np.ndarray) -> tuple[str, tuple[int, ...], bytes]:
     """A NumPy array as ``(dtype code, shape, little-endian bytes)`` for :func:`encode`."""
-    a = np.ascontiguousarray(array)
+    a = np.asarray(array)
+    a = np.ascontiguousarray(a).reshape(a.shape)  # ascontiguousarray makes a 0-d array (1,)
     code = _CODES.get(a.dtype.newbyteorder("="))
     if code is None:
         raise ValueError(f"tensors: dtype {a.dtype} cannot be written to safetensors")

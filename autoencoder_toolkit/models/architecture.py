@@ -27,16 +27,17 @@ from torch import nn
 
 from .. import inference
 from ..io import model_file
-from ..io.architecture import ArchitectureError, check_config
+from ..io.architecture import META_ATTRIBUTES, ArchitectureError, check_config
 from ..io.checkpoint import resolve_model_path
 from ..io.files import CheckpointError
+from ..io.safetensors import DTYPES
 from .checks import check_device
 
 __all__ = ["CONFIG_VERSION", "Component", "LayerNotDescribed", "register_builder", "module_config", "child_config",
            "module_from_config",
            "register_composition", "compose", "tensor_to_raw", "raw_to_tensor", "model_tensors", "save_model",
            "load_model", "to_backend",
-           "structure_dict"]
+           "structure_dict", "model_from_file"]
 
 CONFIG_VERSION = model_file.CONFIG_VERSION
 
@@ -45,7 +46,6 @@ CONFIG_VERSION = model_file.CONFIG_VERSION
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 #: class name -> class, for every :class:`Component` subclass (filled as classes are defined).
 _MODEL_CLASSES: dict[str, type] = {}
-_META = ("input_shape", "output_shape", "latent_dim")
 
 
 def register_builder(type_name: str, builder: Callable[..., nn.Module]) -> None:
@@ -89,7 +89,7 @@ class Component(nn.Module):
         cfg: dict[str, Any] = {"type": type(self)._config_type,
                                "fields": {f: child_config(getattr(self, f), f) for f in self._config_fields}}
         meta = {}
-        for attr in _META:
+        for attr in META_ATTRIBUTES:
             value = self.__dict__.get(attr)
             if value is not None:
                 meta[attr] = list(value) if isinstance(value, tuple) else value
@@ -226,7 +226,11 @@ def _build(config: Mapping[str, Any]) -> nn.Module:
             "import the module that defines it before loading")
     module = cls(**{name: _build(c) for name, c in config["fields"].items()})
     for attr, value in config.get("meta", {}).items():
-        setattr(module, attr, tuple(value) if isinstance(value, list) else value)
+        try:
+            setattr(module, attr, tuple(value) if isinstance(value, list) else value)
+        except AttributeError:  # a property of the class: the model derives it from its fields
+            raise ArchitectureError(f"architecture: {kind}: meta {attr!r} cannot be given; the model derives it "
+                                    "from its fields") from None
     return module
 
 
@@ -274,9 +278,8 @@ def compose(encoder: Any, decoder: Any) -> Any:
 # Model files and export
 # ----------------------------------------------------------------------------------
 
-_TORCH_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-                 "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-                 "BOOL": torch.bool}
+#: The torch dtype of each safetensors dtype code (:data:`~autoencoder_toolkit.io.safetensors.DTYPES`).
+_TORCH_DTYPES = {code: getattr(torch, name or "bfloat16") for code, (name, _) in DTYPES.items()}
 _DTYPE_CODES = {v: k for k, v in _TORCH_DTYPES.items()}
 
 
@@ -352,17 +355,26 @@ def load_model(path: str | os.PathLike[str], *, config: Mapping[str, Any] | None
     dev = check_device(device)
     p = resolve_model_path(path)
     cfg, raw = model_file.read_model(p, config=config)
+    return model_from_file(cfg, raw, p).to(dev)
+
+
+def model_from_file(cfg: Mapping[str, Any], raw: Mapping[str, Any], p: Path) -> nn.Module:
+    """The model a checked file describes (:func:`~autoencoder_toolkit.io.model_file.read_model`'s
+    ``(configuration, tensors)``), built, put in its dtype and filled with the tensors (on the CPU)."""
     try:
         model = _build(cfg)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"model: cannot rebuild the architecture of '{p}' ({err})") from None
+    code = model_file.float_code(raw)
+    if code is not None and _TORCH_DTYPES[code] != torch.float32:
+        model = model.to(_TORCH_DTYPES[code])  # a model saved in float64 (or half precision) loads as it was
     expected = model.state_dict()
     for name, ref in expected.items():
         if _TORCH_DTYPES[raw[name][0]] != ref.dtype:
             raise CheckpointError(f"model: '{p}' does not match the architecture: tensor {name!r} has dtype "
                                   f"{_TORCH_DTYPES[raw[name][0]]}, the architecture expects {ref.dtype}")
     model.load_state_dict({name: raw_to_tensor(r) for name, r in raw.items()}, strict=True)
-    return model.to(dev)
+    return model
 
 
 def to_backend(module: nn.Module, backend: Any = "numpy", *, device: Any = None) -> Any:

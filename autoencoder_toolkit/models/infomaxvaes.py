@@ -528,7 +528,7 @@ def train_(model: InfoMaxVAE, x: Any, *args: Any,
         stages = _faithful_stages(model_, x_t, x_out_t, opt, vae_kwargs, mi_kwargs, infomaxloss_function,
                                   miloss_function, parallel, target)
     with fused_kernels_for(kernels, x_t):
-        l_vae, l_mi = run_step(stages)
+        l_vae, l_mi = run_step(stages, model_)
     if loss_return:
         return l_vae, l_mi
     if verbose:

@@ -250,14 +250,18 @@ def _zero(stage: Stage) -> None:
         opt.zero_grad(set_to_none=True)
 
 
-def run_step(stages: Sequence[Stage]) -> list[float]:
+def run_step(stages: Sequence[Stage], model: nn.Module | None = None) -> list[float]:
     """Run the stages of one training step; returns every stage's loss values, in order.
 
     Raises ``FloatingPointError`` (a non-finite loss, gradient or update) or whatever a
-    loss function raised, in every case after rolling back all updates of the step.
+    loss function raised, in every case after rolling back all updates of the step, and
+    ``model``'s buffers (a normalisation's running statistics, which a forward pass in
+    training mode updates) to what they were.
     """
     update = Update()
     results: list[float] = []
+    buffers = [b for b in model.buffers()] if model is not None else []
+    saved = [b.detach().clone() for b in buffers]
     try:
         for stage in stages:
             target, values = stage.compute()
@@ -279,6 +283,9 @@ def run_step(stages: Sequence[Stage]) -> list[float]:
             results.extend(numbers)
     except BaseException:
         update.rollback()
+        with torch.no_grad():
+            for b, s in zip(buffers, saved):
+                b.copy_(s)
         for stage in stages:
             _zero(stage)
         raise

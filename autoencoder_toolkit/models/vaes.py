@@ -290,17 +290,25 @@ def report_step(result: float, loss_return: bool, verbose: bool) -> float | None
 
 
 def check_optimizer(opt: Any, model: torch.nn.Module, owner: str, name: str = "opt") -> torch.optim.Optimizer:
-    """``opt`` if it is a torch optimizer holding exactly ``model``'s trainable parameters; else a clear error."""
+    """``opt`` if it is a torch optimizer over ``model``'s parameters; else a clear error.
+
+    Every parameter it holds must belong to ``model`` (an optimizer of another model, or of
+    the other half of an InfoMax-VAE, would train nothing of this one), and it must hold at
+    least one of ``model``'s trainable parameters. A subset is fine (training the decoder
+    alone), and so are frozen parameters it holds.
+    """
     if not isinstance(opt, torch.optim.Optimizer):
         raise TypeError(f"{name}: expected a torch.optim.Optimizer (e.g. setup(torch.optim.Adam, {owner})), "
                         f"got {type(opt).__name__}")
     held = {id(p) for g in opt.param_groups for p in g["params"]}
-    wanted = {id(p) for p in model.parameters() if p.requires_grad}
-    if held != wanted:
-        missing, foreign = len(wanted - held), len(held - wanted)
-        raise ValueError(f"{name}: the optimizer does not hold the parameters of this {owner} ({missing} of its "
-                         f"{len(wanted)} trainable parameters are missing, {foreign} others are held); build it "
-                         f"with setup(torch.optim.Adam, {owner})")
+    own = {id(p) for p in model.parameters()}
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    foreign = len(held - own)
+    if foreign or not held & trainable:
+        what = (f"{foreign} of its {len(held)} parameters are not parameters of this {owner}" if foreign else
+                f"it holds none of the {len(trainable)} trainable parameters of this {owner}")
+        raise ValueError(f"{name}: the optimizer does not belong to this {owner} ({what}); build it with "
+                         f"setup(torch.optim.Adam, {owner})")
     return opt
 
 
@@ -369,5 +377,5 @@ def one_loss_step(model: torch.nn.Module, vae: VAE, x: Any, x_out: Any, opt: Any
     blame = [(data[0], "x_in")] if x_out is not None else []
     blame.append((data[-1], "x" if x_out is None else "x_out"))
     with fused_kernels_for(kernels, x_t):
-        (result,) = run_step([Stage(compute, [(opt, name)], [name], blame, parallel)])
+        (result,) = run_step([Stage(compute, [(opt, name)], [name], blame, parallel)], model)
     return report_step(result, loss_return, verbose)

@@ -42,8 +42,9 @@ from ..io.checkpoint import (CHECKPOINT_DIR, MODEL_FILE, OPTIMIZER_FILE, STATE_F
                              verify_checkpoint, write_checkpoint)
 from ..io.files import CheckpointError, atomic_write_bytes, atomic_write_text, fsync_dir
 from ..io.model_file import encode_model, read_model
-from ..models.architecture import (load_model, model_tensors, module_config, raw_to_tensor, save_model,
-                                   tensor_to_raw)
+from ..models.checks import check_device
+from ..models.architecture import (load_model, model_from_file, model_tensors, module_config, raw_to_tensor,
+                                   save_model, tensor_to_raw)
 
 __all__ = [
     "CheckpointError",
@@ -253,18 +254,22 @@ def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device 
     p = Path(path)
     folder = verify_checkpoint(p) if (p / STATE_FILE).exists() else find_checkpoint(p)
     doc = read_state(folder)
-    stored_config, _ = read_model(folder / MODEL_FILE)
+    stored_config, raw = read_model(folder / MODEL_FILE)
     if config is not None and _canonical(stored_config) != _canonical(config):
         raise CheckpointError(
             f"checkpoint: the model in '{folder / MODEL_FILE}' has a different architecture from the run's "
             "configuration (config.json); the checkpoint belongs to another run"
         )
-    model = load_model(folder / MODEL_FILE, device=device)
+    model = model_from_file(stored_config, raw, folder / MODEL_FILE).to(check_device(device))
     header = safetensors.read_header(folder / OPTIMIZER_FILE, "optimizer state")
     tensors = {k: raw_to_tensor(r) for k, r in safetensors.read_bytes(header, "optimizer state").items()}
     opt_meta = doc.get("optimizers", {})
     opt_names = set(opt_meta) if isinstance(opt_meta, Mapping) else set()
-    extra_names = set(doc.get("extra_tensors", []) or [])
+    extra_list = doc.get("extra_tensors", []) or []
+    if not isinstance(extra_list, list) or not all(isinstance(k, str) for k in extra_list):
+        raise CheckpointError(f"checkpoint: '{folder / STATE_FILE}' is corrupt (extra_tensors is not a list of "
+                              "names)")
+    extra_names = set(extra_list)
     opt_tensors = {k: v for k, v in tensors.items() if k.split("/", 1)[0] in opt_names}
     extra = {k: v for k, v in tensors.items() if k in extra_names}
     state = doc.get("state", {})
