@@ -8,7 +8,9 @@ import torch
 
 from . import fuzzing  # noqa: F401  (loads the Hypothesis profile before any test module is collected)
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# One thread: the test models are small, and on a machine shared with other work several
+# OpenMP threads busy-wait for each other (a tiny step ran 6x slower on two threads there).
+torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
