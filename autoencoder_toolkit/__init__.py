@@ -92,7 +92,9 @@ _LAZY_NAMES = {
     "ActivationOverDims": "models.layers", "Chain": "models.layers", "Dense": "models.layers",
     "Flatten": "models.layers", "Reshape": "models.layers",
     "setup": "models.optim",
-    "to_backend": "models.architecture",
+    "to_backend": "models.architecture", "load_model": "models.architecture", "save_model": "models.architecture",
+    "register_layer": "models.architecture",
+    "fit": "training.loop",
     "VAE": "models.vaes", "reparameterize": "models.vaes",
     "AE": "models.aes",
     "adjust_": "outputs",
@@ -126,6 +128,7 @@ __all__ = [
     "SplitGaussianLogDecoder", "SplitGaussianDecoder", "BernoulliDecoder", "CategoricalDecoder",
     "decoder_loglikelihood", "VAE", "reparameterize",
     "MutualInfoChain", "InfoMaxVAE", "shuffle_latent", "variational_mutual_info", "to_backend",
+    "load_model", "save_model", "register_layer", "fit",
     "aes", "AE", "adjust_", "from_julia_layout", "to_julia_layout",
     "InfoMaxVAEs", "VAEs", "MMDVAEs", "AEs", "utils",
 ]

@@ -16,10 +16,13 @@ from __future__ import annotations
 import numbers
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from .distributions import (Bernoulli, Categorical, GaussianLogParams, GaussianMean, GaussianParams, Probabilities,
                             julia_field_name, julia_fields)
 
 __all__ = [
+    "MutualInfoEstimate",
     "GaussianLogParams",
     "GaussianParams",
     "GaussianMean",
@@ -127,6 +130,29 @@ def adjust_(opt: Any, lr: Any = None, **hyperparameters: Any) -> Any:
 
 
 @julia_fields
+class MutualInfoEstimate(NamedTuple):
+    """The critic's estimate of :math:`I(x; z)` over several shuffles (nats): what
+    :meth:`InfoMaxVAE.mutual_info <autoencoder_toolkit.infomaxvaes.InfoMaxVAE.mutual_info>` and
+    :func:`~autoencoder_toolkit.metrics.mutual_info_estimate` return.
+
+    Attributes
+    ----------
+    mean:
+        Mean of the per-shuffle estimates.
+    std:
+        Their standard deviation (``ddof=1``; 0 for a single shuffle).
+    values:
+        ``(K,)`` ``float64``: one estimate per shuffle.
+    joint:
+        The matched-pair term :math:`\\overline{g(x, z)}`, shared by every shuffle.
+    """
+
+    mean: float
+    std: float
+    values: np.ndarray
+    joint: float
+
+
 class OptimizerPair(NamedTuple):
     """One optimizer for the VAE and one for the mutual-information network.
 

@@ -477,3 +477,81 @@ def test_a_malformed_extra_tensor_list_is_refused(tmp_path) -> None:
     (folder / STATE_FILE).write_text(json.dumps(doc))
     with pytest.raises(CheckpointError, match="extra_tensors is not a list of names"):
         load_checkpoint(tmp_path)
+
+
+# ---------------------------------------------------------------------------
+# Models holding a user's own layer classes
+# ---------------------------------------------------------------------------
+
+class _Swish(torch.nn.Module):
+    def forward(self, x):
+        return x * torch.sigmoid(x)
+
+
+class _Scale(torch.nn.Module):
+    def __init__(self, n: int, init: float = 1.0) -> None:
+        super().__init__()
+        self.n, self.init = n, init
+        self.weight = torch.nn.Parameter(torch.full((n,), init))
+
+    def get_config(self):
+        return {"n": self.n, "init": self.init}
+
+    def forward(self, x):
+        return x * self.weight
+
+
+def _user_model():
+    from autoencoder_toolkit import BernoulliDecoder, Dense, JointGaussianLogEncoder
+
+    trunk = torch.nn.Sequential(torch.nn.Linear(5, 8), _Swish(), _Scale(8, 0.5))
+    return JointGaussianLogEncoder(trunk, Dense(8, 2), Dense(8, 2)) * BernoulliDecoder(5, 2, [8], ["relu"], "sigmoid")
+
+
+def test_a_model_with_registered_layers_saves_and_loads(tmp_path, monkeypatch) -> None:
+    import autoencoder_toolkit as aet
+    from autoencoder_toolkit import inference
+    from autoencoder_toolkit.models import architecture
+
+    monkeypatch.setattr(architecture, "_USER_LAYERS", {})
+    torch.manual_seed(0)
+    model = _user_model()
+    with pytest.raises(TypeError, match=r"register_layer\(_Swish\)"):
+        save_model(model, tmp_path / "m.safetensors")
+    assert aet.register_layer(_Swish) is _Swish
+    aet.register_layer(_Scale)
+    with torch.no_grad():
+        model.encoder.encoder[2].weight.mul_(3)
+    path = save_model(model, tmp_path / "m.safetensors")
+    loaded = aet.load_model(path)
+    assert not loaded.training  # ready to use
+    assert type(loaded.encoder.encoder[1]) is _Swish and loaded.encoder.encoder[2].n == 8
+    x = torch.rand(4, 5)
+    np.testing.assert_array_equal(loaded.encode(x).numpy(), model.eval().encode(x).numpy())
+    with pytest.raises(CheckpointError, match="runs in torch only|_Swish"):
+        inference.load(path)
+    # another process that has not registered the class: a clear message, nothing unpickled
+    monkeypatch.setattr(architecture, "_USER_LAYERS", {})
+    with pytest.raises(CheckpointError, match=r"layer class '_Swish' is not registered in this process; .*"
+                                              r"register_layer\(_Swish\)"):
+        load_model(path)
+
+
+def test_register_layer_refuses_what_it_cannot_describe(monkeypatch) -> None:
+    import autoencoder_toolkit as aet
+    from autoencoder_toolkit.models import architecture
+
+    monkeypatch.setattr(architecture, "_USER_LAYERS", {})
+
+    class NeedsArgs(torch.nn.Module):
+        def __init__(self, n: int) -> None:
+            super().__init__()
+
+    with pytest.raises(TypeError, match="constructor takes n; give config="):
+        aet.register_layer(NeedsArgs)
+    aet.register_layer(NeedsArgs, config=lambda layer: {"n": 3})
+    with pytest.raises(TypeError, match="expected a torch.nn.Module subclass"):
+        aet.register_layer(int)
+    other = type("NeedsArgs", (torch.nn.Module,), {"__module__": "elsewhere"})
+    with pytest.raises(ValueError, match="is registered for .*NeedsArgs; pass another name="):
+        aet.register_layer(other)

@@ -29,6 +29,7 @@ from ..models.infomaxvaes import InfoMaxVAE, MutualInfoChain
 from ..models.layers import Chain, Dense, Flatten
 from ..models.mmdvaes import MMDVAE
 from ..models.vaes import VAE
+from ..outputs import MutualInfoEstimate
 
 __all__ = [
     "ActiveUnits",
@@ -363,27 +364,6 @@ class ELBOTerms(NamedTuple):
     n: int
 
 
-class MutualInfoEstimate(NamedTuple):
-    """Result of :func:`mutual_info_estimate` (nats).
-
-    Attributes
-    ----------
-    mean:
-        Mean of the per-shuffle estimates.
-    std:
-        Their standard deviation (``ddof=1``; 0 for a single shuffle).
-    values:
-        ``(K,)`` ``float64``: one estimate per shuffle.
-    joint:
-        The matched-pair term :math:`\\overline{g(x, z)}`, shared by every shuffle.
-    """
-
-    mean: float
-    std: float
-    values: np.ndarray
-    joint: float
-
-
 def _vae_of(model: Any) -> Any:
     if isinstance(model, InfoMaxVAE):
         return model.vae
@@ -534,39 +514,14 @@ def mutual_info_estimate(model: Any, x: Any, *, n_shuffles: int = 10, batch_size
 
     if not isinstance(model, InfoMaxVAE):
         raise TypeError(f"model: expected an InfoMaxVAE (a model with a critic), got {type(model).__name__}")
-    if isinstance(n_shuffles, bool) or not isinstance(n_shuffles, (int, np.integer)) or n_shuffles < 1:
-        raise ValueError(f"n_shuffles: expected a positive integer, got {n_shuffles!r}")
     bs = _check_batch_size(batch_size)
-    n = _n_rows(x, "x")
-    if n < 2:
-        raise ValueError(f"x: the mutual-information estimate pairs inputs with other inputs' codes, so it needs "
-                         f"at least 2 samples, got {n}")
     gen = _rng_or_default(rng, seed)
-    device = _device_of(model)
-    vae, critic = model.vae, model.mi
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            codes = []
-            for _, xb in _data_batches(x, bs, device):
-                enc = vae.encoder(xb)
-                codes.append(vae.encoder.reparameterize(enc, rng=gen))
-            z = torch.cat(codes)
-            perms = [torch.randperm(n, generator=gen).to(device) for _ in range(int(n_shuffles))]
-            joint = 0.0
-            marg = np.zeros(int(n_shuffles))
-            for start, xb in _data_batches(x, bs, device):
-                stop = start + xb.shape[0]
-                joint += float(torch.sum(critic(xb, z[start:stop]).double()))
-                for k, perm in enumerate(perms):
-                    g = critic(xb, z[perm[start:stop]]).double()
-                    marg[k] += float(torch.sum(torch.exp(g - 1)))
+        return model.mutual_info(x, n_shuffles=n_shuffles, batch_size=bs, rng=gen)
     finally:
         model.train(was_training)
-    values = joint / n - marg / n
-    std = float(np.std(values, ddof=1)) if values.size > 1 else 0.0
-    return MutualInfoEstimate(float(values.mean()), std, values, joint / n)
 
 
 def model_active_units(model: Any, x: Any, threshold: float = 0.01, *, batch_size: int = 1024) -> ActiveUnits:

@@ -395,11 +395,12 @@ def train_model(kind: str, model: Any, x: np.ndarray, s: Settings, *, seed: int,
             progress(f"epoch {r['epoch']}/{s.epochs}: loss {r['loss']:.3f}{extra} ({r['seconds']:.1f} s)")
 
     model.train()
-    state = fit(model, DataSplit(x), opt, epochs=int(s.epochs), batch_size=bs, loss_kwargs=kwargs,
-                state=TrainingState.fresh(seed), fused=s.fused and kind == "infomax-vae", on_epoch_end=report,
-                progress=False)
+    history = fit(model, DataSplit(x), opt, epochs=int(s.epochs), batch_size=bs, loss_kwargs=kwargs,
+                  state=TrainingState.fresh(seed), fused=s.fused and kind == "infomax-vae", on_epoch_end=report,
+                  progress=False)
+    model.train()
     keys = ("epoch", "loss", "critic_loss", "seconds")
-    return [{k: h[k] for k in keys if k in h} for h in state.history]
+    return [{k: h[k] for k in keys if k in h} for h in history]
 
 
 # ----------------------------------------------------------------------------------

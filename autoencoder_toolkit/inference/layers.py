@@ -24,7 +24,7 @@ import array_api_compat
 
 from ..backends import get_backend
 from ..backends.base import Backend
-from ..io.architecture import check_config, expected_tensors
+from ..io.architecture import USER_LAYER, check_config, expected_tensors
 from ..io.model_file import write_model
 from ..io.safetensors import numpy_entry
 from .activations import ACTIVATIONS
@@ -179,6 +179,9 @@ class Builder:
         return {name: self.backend.asarray(self.arrays[prefix + name], device=self.device) for name in names}
 
     def node(self, config: Mapping[str, Any], prefix: str = "", where: str = "") -> FrozenModule:
+        if config["type"] == USER_LAYER:
+            raise self.unsupported(config, where, f": {config['name']} is a layer class of your own, which runs in "
+                                                  "torch only")
         builder = _BUILDERS.get(config["type"]) or (_DEFAULT_BUILDER[0] if _DEFAULT_BUILDER else None)
         if builder is None:
             raise self.unsupported(config, where)

@@ -34,7 +34,7 @@ import math
 from typing import Any, Callable, Mapping
 
 __all__ = ["ArchitectureError", "TORCH_LAYERS", "BUILTIN_STRUCTURES", "MODEL_FIELDS", "MAX_DEPTH", "MAX_NODES",
-           "META_ATTRIBUTES", "check_config", "expected_tensors", "structure_of"]
+           "META_ATTRIBUTES", "USER_LAYER", "check_config", "expected_tensors", "structure_of"]
 
 #: Deepest nesting of nodes accepted.
 MAX_DEPTH = 64
@@ -175,6 +175,28 @@ _LAYERS: dict[str, tuple[dict[str, Callable[[Any], bool]], Callable[[Mapping[str
 _REQUIRED = {"Dense": ("n_in", "n_out", "activation"), "Reshape": ("shape",),
              "ActivationOverDims": ("activation", "dim")}
 
+#: The node type of a layer class a user registered (``autoencoder_toolkit.register_layer``):
+#: ``{"type": "UserLayer", "name": ..., "args": {...}, "tensors": {name: shape}}``. Its
+#: constructor arguments are plain JSON; its tensors are recorded, so that they are checked
+#: against the file before the class is constructed.
+USER_LAYER = "UserLayer"
+
+
+def _json_value(v: Any, depth: int = 0) -> bool:
+    """A plain JSON value of bounded nesting (a user layer's constructor arguments)."""
+    if depth > 8:
+        return False
+    if v is None or isinstance(v, (bool, str)) or _is_int(v):
+        return not isinstance(v, str) or len(v) <= 1000
+    if isinstance(v, float):
+        return math.isfinite(v)
+    if isinstance(v, list):
+        return len(v) <= 10_000 and all(_json_value(i, depth + 1) for i in v)
+    if isinstance(v, dict):
+        return len(v) <= 1000 and all(isinstance(k, str) and _json_value(i, depth + 1) for k, i in v.items())
+    return False
+
+
 #: The fields of the built-in models that are not encoders or decoders.
 MODEL_FIELDS: dict[str, tuple[str, ...]] = {
     "VAE": ("encoder", "decoder"),
@@ -278,7 +300,24 @@ class _Walk:
         if kind in _LAYERS:
             self.args(node, _LAYERS[kind][0], where, _REQUIRED.get(kind, ()))
             return
+        if kind == USER_LAYER:
+            self.user_layer(node, where)
+            return
         self.model(node, where, depth)
+
+    def user_layer(self, node: Mapping[str, Any], where: str) -> None:
+        if set(node) != {"type", "name", "args", "tensors"}:
+            raise self.fail(where, f"a {USER_LAYER} has exactly a name, args and tensors, got {sorted(node)}")
+        if not _name(node["name"]):
+            raise self.fail(where, f"{USER_LAYER}: name {node['name']!r:.60} is not a valid class name")
+        if not isinstance(node["args"], dict) or not _json_value(node["args"]):
+            raise self.fail(where, f"{node['name']}: args must be a mapping of plain JSON values")
+        tensors = node["tensors"]
+        ok = isinstance(tensors, dict) and len(tensors) <= 1000 and all(
+            isinstance(k, str) and 0 < len(k) <= 200 and isinstance(v, list) and len(v) <= 8 and all(_nonneg(s) for s in v)
+            for k, v in tensors.items())
+        if not ok:
+            raise self.fail(where, f"{node['name']}: tensors must map names to shapes")
 
     def torch_consistency(self, kind: str, args: Mapping[str, Any], where: str) -> None:
         name = kind[len("torch.nn."):]
@@ -375,6 +414,8 @@ def expected_tensors(config: Mapping[str, Any], prefix: str = "") -> dict[str, t
         return out
     if kind in _LAYERS:
         return {prefix + k: tuple(v) for k, v in _LAYERS[kind][1](config).items()}
+    if kind == USER_LAYER:
+        return {prefix + k: tuple(v) for k, v in config["tensors"].items()}
     out = {}
     for name, child in config["fields"].items():
         out.update(expected_tensors(child, f"{prefix}{name}."))

@@ -18,6 +18,8 @@ defined, i.e. its module imported, in the process that loads it).
 
 from __future__ import annotations
 
+import inspect
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
@@ -27,13 +29,13 @@ from torch import nn
 
 from .. import inference
 from ..io import model_file
-from ..io.architecture import META_ATTRIBUTES, ArchitectureError, check_config
+from ..io.architecture import META_ATTRIBUTES, USER_LAYER, ArchitectureError, check_config
 from ..io.checkpoint import resolve_model_path
 from ..io.files import CheckpointError
 from ..io.safetensors import DTYPES
 from .checks import check_device
 
-__all__ = ["CONFIG_VERSION", "Component", "LayerNotDescribed", "register_builder", "module_config", "child_config",
+__all__ = ["CONFIG_VERSION", "Component", "LayerNotDescribed", "register_layer", "register_builder", "module_config", "child_config",
            "module_from_config",
            "register_composition", "compose", "tensor_to_raw", "raw_to_tensor", "model_tensors", "save_model",
            "load_model", "to_backend",
@@ -46,6 +48,89 @@ CONFIG_VERSION = model_file.CONFIG_VERSION
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 #: class name -> class, for every :class:`Component` subclass (filled as classes are defined).
 _MODEL_CLASSES: dict[str, type] = {}
+
+
+#: name -> (class, ``config(layer) -> constructor arguments``) of the layer classes users registered.
+_USER_LAYERS: dict[str, tuple[type, Callable[[nn.Module], Mapping[str, Any]]]] = {}
+
+
+def register_layer(cls: type, *, name: str | None = None,
+                   config: Callable[[nn.Module], Mapping[str, Any]] | None = None) -> type:
+    """Let models holding layers of the class ``cls`` (your own ``torch.nn.Module``) be saved and loaded.
+
+    A saved layer records ``name`` (default: the class's name), its constructor arguments
+    as plain JSON, and the names and shapes of its parameters and buffers; loading calls
+    ``cls(**arguments)`` and copies the weights in, after checking them against the record.
+    Nothing is pickled: a file naming a class that is not registered in the loading process
+    is refused with a message saying how to register it.
+
+    ``config(layer)`` returns the constructor arguments of an instance; by default the
+    instance's ``get_config()`` method when the class has one, else ``{}`` (a class whose
+    constructor needs no argument, such as an activation). Returns ``cls``, so it also works
+    as a class decorator::
+
+        @aet.register_layer
+        class Swish(nn.Module):
+            def forward(self, x):
+                return x * torch.sigmoid(x)
+
+    The NumPy/CuPy inference models cannot run such a layer (they refuse it by name).
+    """
+    if not isinstance(cls, type) or not issubclass(cls, nn.Module):
+        raise TypeError(f"cls: expected a torch.nn.Module subclass, got {cls!r}")
+    key = cls.__name__ if name is None else name
+    if not isinstance(key, str) or not key or len(key) > 64:
+        raise ValueError(f"name: expected a class name of 1 to 64 characters, got {key!r}")
+    held = _USER_LAYERS.get(key)
+    if held is not None and (held[0].__module__, held[0].__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(f"name: {key!r} is registered for {held[0].__module__}.{held[0].__qualname__}; pass another "
+                         "name=")
+    if config is None:
+        if callable(getattr(cls, "get_config", None)):
+            config = lambda layer: layer.get_config()  # noqa: E731
+        else:
+            required = [p.name for p in inspect.signature(cls.__init__).parameters.values()
+                        if p.name != "self" and p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD,
+                                                                                   p.KEYWORD_ONLY)]
+            if required:
+                raise TypeError(f"register_layer: {cls.__qualname__}'s constructor takes {', '.join(required)}; give "
+                                "config=lambda layer: {...} returning them (or a get_config() method)")
+            config = lambda layer: {}  # noqa: E731
+    _USER_LAYERS[key] = (cls, config)
+    return cls
+
+
+def _user_layer_config(module: nn.Module) -> dict[str, Any] | None:
+    for key, (cls, config) in _USER_LAYERS.items():
+        if type(module) is cls:
+            args = dict(config(module))
+            try:
+                json.dumps(args, allow_nan=False)
+            except (TypeError, ValueError) as err:
+                raise TypeError(f"register_layer: the constructor arguments of {key} must be plain JSON values "
+                                f"({err})") from None
+            return {"type": USER_LAYER, "name": key, "args": args,
+                    "tensors": {k: list(v.shape) for k, v in module.state_dict().items()}}
+    return None
+
+
+def _build_user_layer(config: Mapping[str, Any]) -> nn.Module:
+    entry = _USER_LAYERS.get(config["name"])
+    if entry is None:
+        raise ArchitectureError(f"architecture: layer class {config['name']!r} is not registered in this process; "
+                                f"define it (or import its module) and call autoencoder_toolkit.register_layer("
+                                f"{config['name']}) before loading")
+    cls = entry[0]
+    try:
+        module = cls(**config["args"])
+    except Exception as err:  # noqa: BLE001 - the user's constructor, given the file's arguments
+        raise ArchitectureError(f"architecture: {config['name']}({config['args']!r:.100}) failed: "
+                                f"{type(err).__name__}: {err}") from None
+    found = {k: list(v.shape) for k, v in module.state_dict().items()}
+    if found != config["tensors"]:
+        raise ArchitectureError(f"architecture: {config['name']} built from the file's arguments has tensors {found!r:.160}, "
+                                f"the file records {config['tensors']!r:.160}")
+    return module
 
 
 def register_builder(type_name: str, builder: Callable[..., nn.Module]) -> None:
@@ -173,8 +258,8 @@ class LayerNotDescribed(TypeError):
         t = self.module_type
         where = ".".join(self.path) or "the model"
         return (f"cannot describe {where} ({t.__module__}.{t.__qualname__}) in a configuration; supported: this "
-                f"package's layers and models and {', '.join(sorted(_TORCH_CLASSES))}. Save the weights with "
-                "torch.save(model.state_dict()) and rebuild the architecture in code instead")
+                f"package's layers and models, {', '.join(sorted(_TORCH_CLASSES))}, and your own layer classes once "
+                f"registered: autoencoder_toolkit.register_layer({t.__qualname__})")
 
     def within(self, name: str) -> "LayerNotDescribed":
         """The same error one level up, at the child ``name``."""
@@ -195,6 +280,9 @@ def module_config(module: nn.Module) -> dict[str, Any]:
     config = getattr(module, "config", None)
     if callable(config):
         return config()
+    user = _user_layer_config(module)
+    if user is not None:
+        return user
     extract = _TORCH_ARGS.get(type(module))
     if extract is not None:
         return {"type": f"torch.nn.{type(module).__name__}", "args": extract(module)}
@@ -213,6 +301,8 @@ def child_config(module: nn.Module, name: str) -> dict[str, Any]:
 
 def _build(config: Mapping[str, Any]) -> nn.Module:
     kind = config["type"]
+    if kind == USER_LAYER:
+        return _build_user_layer(config)
     if kind in _TORCH_CLASSES:
         args = {k: (tuple(v) if isinstance(v, list) else v) for k, v in config.get("args", {}).items()}
         return _TORCH_CLASSES[kind](**args)
@@ -330,7 +420,10 @@ def save_model(model: nn.Module, path: str | os.PathLike[str]) -> Path:
 
 def load_model(path: str | os.PathLike[str], *, config: Mapping[str, Any] | None = None,
                device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a model saved by :func:`save_model` (no pickle involved).
+    """Rebuild a model saved by :func:`save_model` (no pickle involved), ready to use: in eval mode.
+
+    ``aet.load_model("runs/my-run").encode(x)`` gives the latent means of ``x``; call
+    ``.train()`` on it to train it further (a run resumes with ``train --resume``).
 
     Parameters
     ----------
@@ -355,7 +448,7 @@ def load_model(path: str | os.PathLike[str], *, config: Mapping[str, Any] | None
     dev = check_device(device)
     p = resolve_model_path(path)
     cfg, raw = model_file.read_model(p, config=config)
-    return model_from_file(cfg, raw, p).to(dev)
+    return model_from_file(cfg, raw, p).to(dev).eval()
 
 
 def model_from_file(cfg: Mapping[str, Any], raw: Mapping[str, Any], p: Path) -> nn.Module:

@@ -36,10 +36,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..backends import array_namespace, shuffle_rows
+from ..backends import array_namespace, permutation_like, shuffle_rows
 from ..backends.torch_bridge import check_kernels, fused_kernels_for
 from ..densities import mutual_info_bound  # written once for NumPy, torch and CuPy arrays
-from ..outputs import InfoMaxVAEOutput, OptimizerPair, VAEOutput
+from ..outputs import InfoMaxVAEOutput, MutualInfoEstimate, OptimizerPair, VAEOutput
 from ..random import juliarng
 from ..random.draws import check_rng, check_seed
 from .activations import ActivationLike
@@ -196,6 +196,58 @@ class InfoMaxVAE(WithVAE, Component):
         vo = self.vae.forward(x, latent=True, rng=rng)
         z_shuffle = shuffle_rows(vo.z.detach(), rng=rng, seed=seed)
         return InfoMaxVAEOutput(vo, _bound(self.mi, x, vo.z, z_shuffle))
+
+    @torch.no_grad()
+    def mutual_info(self, x: Any, *, n_shuffles: int = 10, batch_size: int = 1024,
+                    rng: Any = None) -> MutualInfoEstimate:
+        r"""The critic's estimate of :math:`I(x; z)` on the data ``x``, with its spread over shuffles.
+
+        One code :math:`z_n \sim q(z \mid x_n)` is drawn per input; for each of ``K =
+        n_shuffles`` permutations :math:`\pi_k` of all ``N`` inputs,
+
+        .. math::
+            \hat I_k = \frac1N \sum_n g(x_n, z_n) - \frac1N \sum_n \exp\big(g(x_n, z_{\pi_k(n)}) - 1\big),
+
+        the bound the critic ``g`` is trained on, with the mismatched codes drawn from the
+        whole of ``x`` rather than from one batch. ``x`` is ``(N, *input_shape)`` of any
+        array kind (or anything sliced by rows, such as a memory map), ``N >= 2``, read and
+        run ``batch_size`` rows at a time; ``rng`` (any generator the package accepts) draws
+        the codes and then the permutations.
+
+        Returns :class:`~autoencoder_toolkit.outputs.MutualInfoEstimate`: the mean and
+        standard deviation (``ddof=1``) of the :math:`\hat I_k`, the ``(K,)`` values and the
+        matched-pair term.
+        """
+        if isinstance(n_shuffles, bool) or not isinstance(n_shuffles, (int, np.integer)) or n_shuffles < 1:
+            raise ValueError(f"n_shuffles: expected a positive integer, got {n_shuffles!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+        check_rng(rng)
+        if not hasattr(x, "shape"):  # nested lists
+            x = model_input(self.vae, x, "x")
+        shape, sample = tuple(x.shape), self.vae.input_shape
+        n = shape[0] if shape else 0
+        if n < 2 or (sample is not None and len(shape) == len(sample)):
+            raise ValueError(f"x: the estimate pairs inputs with other inputs' codes, so it needs a batch of at least "
+                             f"2 samples, got shape {shape}")
+        blocks = [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+        def rows(b: slice) -> torch.Tensor:
+            return model_input(self.vae, x[b], "x")
+
+        z = torch.cat([self.vae.encoder.reparameterize(self.vae.encoder(rows(b)), rng=rng) for b in blocks])
+        perms = [permutation_like(n, z, rng=rng) for _ in range(int(n_shuffles))]
+        joint = 0.0
+        marginal = np.zeros(int(n_shuffles))
+        for b in blocks:
+            xb = rows(b)
+            joint += float(self.mi(xb, z[b]).double().sum())
+            for k, perm in enumerate(perms):
+                marginal[k] += float(torch.exp(self.mi(xb, z[perm[b]]).double() - 1).sum())
+        joint, marginal = joint / n, marginal / n
+        values = joint - marginal
+        std = float(np.std(values, ddof=1)) if values.size > 1 else 0.0
+        return MutualInfoEstimate(float(values.mean()), std, values, joint)
 
 
 # ----------------------------------------------------------------------------------

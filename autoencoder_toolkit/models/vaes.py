@@ -154,6 +154,14 @@ class VAE(Component):
         return same_kind(self._codes(x, sample, rng), x)
 
     @torch.no_grad()
+    def posterior(self, x: Any) -> GaussianParams:
+        """The encoder's distribution ``q(z | x) = N(μ, diag σ²)`` as ``GaussianParams(μ, σ)``, each
+        ``(B, L)`` (one sample: ``(L,)``), of ``x``'s array kind, for either encoder parameterisation."""
+        t = model_input(self, x, "x")
+        q = self.encoder.distribution(self.encoder(t))
+        return GaussianParams(same_kind(q.mean, x), same_kind(q.σ, x))
+
+    @torch.no_grad()
     def decode(self, z: Any) -> Any:
         """The decoder's output distribution for codes ``z`` (its fields of ``z``'s array kind)."""
         t = model_input(self.decoder, z, "z")
@@ -190,6 +198,10 @@ class WithVAE:
     def encode(self, x: Any, *, sample: bool = False, rng: Any = None) -> Any:
         """The VAE's :meth:`~autoencoder_toolkit.vaes.VAE.encode`."""
         return self.vae.encode(x, sample=sample, rng=rng)
+
+    def posterior(self, x: Any) -> GaussianParams:
+        """The VAE's :meth:`~autoencoder_toolkit.vaes.VAE.posterior`."""
+        return self.vae.posterior(x)
 
     def decode(self, z: Any) -> Any:
         """The VAE's :meth:`~autoencoder_toolkit.vaes.VAE.decode`."""

@@ -31,7 +31,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -48,8 +48,11 @@ from ..models.encoders import JointGaussianLogEncoder
 from ..models.infomaxvaes import InfoMaxVAE, MutualInfoChain
 from ..models.mmdvaes import MMDVAE
 from ..models.step import ParallelModel
+from ..models.vaes import VAE
 from ..models.optim import adjust_, setup
 from . import distributed as dist_mod
+from .batches import LoaderSource, as_split, batch_source
+from .callbacks import Callback, History, TensorBoardLogger, as_callbacks, call
 
 __all__ = [
     "DataSplit",
@@ -252,39 +255,67 @@ def _train_step(model: Any, xb: torch.Tensor, opt: Any, loss_kwargs: Mapping[str
     return vaes.train_(model, xb, opt, loss_kwargs=loss_kwargs, loss_return=True, rng=rng), math.nan
 
 
-def fit(model: nn.Module, data: DataSplit, opt: Any, *, epochs: int, batch_size: int,
-        loss_kwargs: Mapping[str, float], state: TrainingState, held_out: DataSplit | None = None,
-        fused: bool = False, on_epoch_end: Callable[[TrainingState], None] | None = None,
-        progress: bool = True, progress_file: Any = None, eval_batch_size: int = 1024,
-        context: Any = None, global_shuffle: bool = False) -> TrainingState:
-    """Train ``model`` in place until ``state.epoch == epochs``.
+def _check_int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def fit(model: nn.Module, data: Any, opt: Any = None, *, epochs: int = 10, batch_size: int = 64, lr: float = 1e-3,
+        loss_kwargs: Mapping[str, float] | None = None, validation_data: Any = None, held_out: Any = None,
+        state: TrainingState | None = None, seed: int = 0, fused: bool = False, callbacks: Any = (),
+        logger: Any = None, on_epoch_end: Callable[[TrainingState], None] | None = None, progress: bool = True,
+        progress_file: Any = None, eval_batch_size: int = 1024, context: Any = None,
+        global_shuffle: bool = False) -> History:
+    """Train ``model`` in place for ``epochs`` epochs; returns the :class:`History` of epoch records.
+
+    ::
+
+        history = fit(model, x_train, epochs=30, validation_data=x_test,
+                      callbacks=[EarlyStopping("test_loss", patience=5)])
 
     Parameters
     ----------
     model:
-        An ``InfoMaxVAE`` or a ``VAE`` (on the device where training runs).
+        An ``InfoMaxVAE``, a ``VAE`` or an ``MMDVAE`` (on the device where training runs).
+        It trains in training mode and is left in the mode it came in.
     data:
-        The training split; batches of ``batch_size`` rows are read from it.
+        The training data: a NumPy array or memory map ``(N, *sample_shape)``, a
+        ``torch.Tensor``, a :class:`DataSplit`, a map-style ``Dataset`` (items ``x`` or
+        ``(x, label)``) or a ``DataLoader`` (see :mod:`autoencoder_toolkit.training.batches`).
+        Floating-point values; 8-bit data must be scaled first.
     opt:
-        Its optimizers (:func:`make_optimizers`).
+        Its optimizers (default: Adam with learning rate ``lr``, :func:`make_optimizers`).
     epochs:
-        Total number of epochs to reach (a resumed state continues from ``state.epoch``).
+        Number of epochs to train; with ``state``, the total to reach (a resumed state
+        continues from ``state.epoch``).
     batch_size:
-        Samples per step (at most ``len(data)``; the last partial batch of an epoch is
-        skipped).
+        Samples per step, at least 2 (the last partial batch of an epoch is skipped; a
+        ``DataLoader`` brings its own batches).
     loss_kwargs:
-        ``{"β": ..., "α": ...}`` (:func:`loss_kwargs_for`).
+        The loss's weights, e.g. ``{"β": 1.0, "α": 1.0}`` (default: :func:`loss_kwargs_for`
+        with α = β = 1; for an MMD-VAE its loss's defaults).
+    validation_data (alias ``held_out``):
+        Data for the per-epoch held-out losses (optional; arrays, tensors, splits, or a
+        small ``Dataset``/``DataLoader`` gathered into memory).
     state:
-        Generators and counters; updated in place and returned.
-    held_out:
-        Data for the per-epoch held-out losses (optional).
+        Generators and counters to continue from (default: fresh ones from ``seed``);
+        updated in place.
+    seed:
+        Seeds the batch order, the noise and the critic's shuffles when ``state`` is not given.
     fused:
         Use the fused InfoMax-VAE step (``infomaxvaes.train_(..., fused=True)``).
+    callbacks:
+        Functions ``f(state)`` or :class:`Callback` objects (:class:`EarlyStopping`, ...);
+        one returning ``True`` from its epoch hook stops training.
+    logger:
+        A :class:`TensorBoardLogger`, or a folder (``str`` or path) to write one into.
     on_epoch_end:
-        Called with ``state`` after each epoch, once its history entry is added.
+        Called with ``state`` after each epoch, once its history entry is added (the
+        training job checkpoints there).
     progress:
-        Show a tqdm progress bar over the batches of all epochs, with the epoch's running
-        means of the two losses.
+        Show a progress bar over the batches of all epochs, with the epoch's running means
+        of the two losses (updated at most every 30 s when stderr is not a terminal).
     context:
         A :class:`~autoencoder_toolkit.distributed.DistributedContext` with several
         processes: data-parallel training. Every process then runs ``fit`` with the same
@@ -292,88 +323,137 @@ def fit(model: nn.Module, data: DataSplit, opt: Any, *, epochs: int, batch_size:
         ``world_size·batch_size`` rows of one shared per-epoch permutation and gives each
         process its block, gradients are averaged across processes, the training losses
         in the history are averaged over processes, and only rank 0 evaluates the
-        held-out data, shows progress and calls ``on_epoch_end``.
+        held-out data, shows progress and calls the callbacks.
     global_shuffle:
         With ``context``: shuffle codes across processes for the MI bound (see
         :mod:`autoencoder_toolkit.distributed`).
 
-    Each history entry holds ``epoch``, ``step``, ``loss`` and ``critic_loss`` (means of
-    the training losses over the epoch's batches; ``critic_loss`` is ``−Î``, absent for
-    a VAE), ``mi`` and ``mi_std`` (mean and standard deviation over batches of the
-    training MI estimate ``−critic_loss``), ``lr``, ``seconds``, and with ``held_out``
+    Each record holds ``epoch``, ``step``, ``loss`` and ``critic_loss`` (means of the
+    training losses over the epoch's batches; ``critic_loss`` is ``−Î``, absent for a
+    VAE), ``mi`` and ``mi_std`` (mean and standard deviation over batches of the training
+    MI estimate ``−critic_loss``), ``lr``, ``seconds``, and with validation data
     ``test_loss``, ``test_reconstruction``, ``test_kl`` and ``test_mi``.
 
     Raises
     ------
     TrainingDiverged
-        When a loss is NaN or infinite (nothing is written by this function).
+        When a loss is NaN or infinite; the step that produced it changed nothing.
     """
+    if not isinstance(model, (InfoMaxVAE, MMDVAE, VAE)):
+        raise TypeError(f"model: expected an InfoMaxVAE, a VAE or an MMDVAE, got {type(model).__name__}")
+    source = batch_source(data, "data")
+    if held_out is not None and validation_data is not None:
+        raise TypeError("validation_data and held_out are the same argument; pass only one of them")
+    held = validation_data if validation_data is not None else held_out
+    held_split = None if held is None else as_split(held, "validation_data")
+    epochs = _check_int(epochs, "epochs", 0)
+    cbs = as_callbacks(callbacks)
+    if logger is not None:
+        cbs.append(logger if isinstance(logger, Callback) else TensorBoardLogger(logger))
+    if opt is None:
+        opt = make_optimizers(model, lr)
+    if loss_kwargs is None:
+        loss_kwargs = {} if isinstance(model, MMDVAE) else loss_kwargs_for(model, 1.0, 1.0)
+    if state is None:
+        state = TrainingState.fresh(_check_int(seed, "seed", 0))
+    elif not isinstance(state, TrainingState):
+        raise TypeError(f"state: expected a TrainingState, got {type(state).__name__}")
     ctx = context or dist_mod.DistributedContext()
     world = ctx.world_size if ctx.enabled else 1
-    n = len(data)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 2:
-        raise ValueError(f"batch_size: expected an integer >= 2, got {batch_size!r}")
-    if batch_size * world > n:
-        raise ValueError(f"batch_size: {batch_size} per process × {world} process(es) is larger than the {n} "
-                         f"training samples; use a batch size of at most {n // world}")
+    n = len(source)
+    loader = isinstance(source, LoaderSource)
+    if loader and world > 1:
+        raise ValueError("data: a DataLoader cannot be sharded across processes here; pass the array or Dataset")
+    if not loader:
+        batch_size = _check_int(batch_size, "batch_size", 2)
+        if batch_size * world > n:
+            most = n // world
+            raise ValueError(f"batch_size: {batch_size} per process × {world} process(es) is larger than the {n} "
+                             f"training samples" + (f"; use a batch size of at most {most}" if most >= 2 else ""))
     has_critic = isinstance(model, InfoMaxVAE)
-    device = next(iter(model.parameters())).device
+    first = next(iter(model.parameters()))
+    device, dtype = first.device, first.dtype
     global_batch = batch_size * world
-    per_epoch = n // global_batch
+    per_epoch = len(source.loader) if loader else n // global_batch
     if world > 1:
         step_model: Any = dist_mod.wrap(model, ctx)
         step_rng: Any = dist_mod.DistributedRNG.from_generator(state.torch_rng, ctx, global_shuffle=global_shuffle)
     else:
         step_model, step_rng = model, state.torch_rng
-    progress = progress and ctx.is_main
-    remaining = max(0, int(epochs) - state.epoch)
-    lr = float(optimizer_dict(opt)["vae"].param_groups[0]["lr"])
+    main = ctx.is_main
+    progress = progress and main
+    remaining = max(0, epochs - state.epoch)
+    lr_now = float(optimizer_dict(opt)["vae"].param_groups[0]["lr"])
+    out = progress_file if progress_file is not None else sys.stderr
+    tty = bool(getattr(out, "isatty", lambda: False)())
     bar = tqdm(total=remaining * per_epoch, disable=not progress or remaining == 0, unit="batch",
-               dynamic_ncols=True, file=progress_file if progress_file is not None else sys.stderr,
-               leave=False, mininterval=0.25)
+               dynamic_ncols=True, file=out, leave=False, mininterval=0.25 if tty else 30.0)
+    was_training = model.training
+    model.train()
+    stopped = False
+    if main:
+        call(cbs, "on_train_begin", state, model)
     try:
-        for epoch in range(state.epoch, int(epochs)):
+        for epoch in range(state.epoch, epochs):
             t0 = time.perf_counter()
             bar.set_description(f"epoch {epoch + 1}/{epochs}", refresh=False)
-            losses = np.zeros((per_epoch, 2))
+            losses: list[tuple[float, float]] = []
             running = np.zeros(2)
-            for b, positions in enumerate(iterate_minibatches(n, global_batch, shuffle=True, rng=state.batch_rng,
-                                                             drop_last=True)):
-                if world > 1:
-                    positions = dist_mod.shard_positions(positions, ctx)
-                xb = torch.from_numpy(data.read(positions)).to(device, non_blocking=True)
+            if loader:
+                batches: Iterator[torch.Tensor] = source.batches(device, dtype)
+            else:
+                batches = (source.rows(dist_mod.shard_positions(p, ctx) if world > 1 else p, device, dtype)
+                           for p in iterate_minibatches(n, global_batch, shuffle=True, rng=state.batch_rng,
+                                                        drop_last=True))
+            for b, xb in enumerate(batches):
                 try:
-                    losses[b] = _train_step(step_model, xb, opt, loss_kwargs, step_rng, fused)
+                    step_losses = _train_step(step_model, xb, opt, loss_kwargs, step_rng, fused)
                 except FloatingPointError as err:
                     raise TrainingDiverged(
                         f"training diverged at epoch {epoch + 1}, batch {b + 1}: {err}",
                         epoch=epoch + 1, batch=b + 1, step=state.step, last_epoch=state.epoch) from err
+                losses.append(step_losses)
                 state.step += 1
+                if main:
+                    call(cbs, "on_step_end", state, step_losses)
                 if progress:  # running means over the epoch so far
-                    running += losses[b]
+                    running += step_losses
                     text = f"loss={running[0] / (b + 1):.4g}"
                     if has_critic:
                         text += f" critic={running[1] / (b + 1):.4g}"
                     bar.set_postfix_str(text, refresh=False)
                     bar.update(1)
+            arr = np.asarray(losses, dtype=np.float64).reshape(-1, 2)
             if world > 1:  # per-batch losses averaged over the processes
-                losses = dist_mod.all_reduce_sum(losses, ctx) / world
-            record: dict[str, Any] = {"epoch": epoch + 1, "step": state.step, "loss": float(losses[:, 0].mean())}
+                arr = dist_mod.all_reduce_sum(arr, ctx) / world
+            record: dict[str, Any] = {"epoch": epoch + 1, "step": state.step,
+                                      "loss": float(arr[:, 0].mean()) if arr.size else math.nan}
             if has_critic:
-                mi_values = -losses[:, 1]
-                record.update(critic_loss=float(losses[:, 1].mean()), mi=float(mi_values.mean()),
+                mi_values = -arr[:, 1]
+                record.update(critic_loss=float(arr[:, 1].mean()), mi=float(mi_values.mean()),
                               mi_std=float(mi_values.std()))
-            record["lr"] = lr
-            if held_out is not None and len(held_out) >= 1 and ctx.is_main:
-                record.update(held_out_losses(model, held_out, loss_kwargs, seed=state.seed, epoch=epoch + 1,
-                                              batch_size=eval_batch_size))
+            record["lr"] = lr_now
+            if held_split is not None and len(held_split) >= 1 and main:
+                model.eval()
+                try:
+                    record.update(held_out_losses(model, held_split, loss_kwargs, seed=state.seed, epoch=epoch + 1,
+                                                  batch_size=eval_batch_size))
+                finally:
+                    model.train()
             record["seconds"] = time.perf_counter() - t0
             state.history.append(record)
             state.epoch = epoch + 1
-            if on_epoch_end is not None and ctx.is_main:
-                on_epoch_end(state)
+            if main:
+                if on_epoch_end is not None:
+                    on_epoch_end(state)
+                if call(cbs, "on_epoch_end", state, model):
+                    stopped = epoch + 1 < epochs
+                    break
+        if main:
+            call(cbs, "on_train_end", state, model)
     finally:
         bar.close()
+        model.train(was_training)
         if world > 1:
             step_model.close()
-    return state
+    return History(state.history, state, stopped)
