@@ -261,11 +261,13 @@ def check_checkpoint_round_trip(model: nn.Module, x: Any = None, *, directory: s
     the file goes to ``directory`` (a temporary folder by default). Checked:
 
     1. the loaded model has the same class and architecture (``module_config``);
-    2. its ``state_dict`` has the same names, dtypes, shapes and values, bit for bit;
+    2. its ``state_dict`` has the same names, in the same order, and the same dtypes,
+       shapes and values, bit for bit;
     3. with ``x``: the same outputs, bit for bit (for a VAE or an InfoMax-VAE, the forward
        pass with ``latent=True`` and a generator seeded ``seed``; else ``model(x)``);
     4. with ``numpy``: the NumPy loader (``inference.load``) reads the same architecture
-       and tensors from the file (skipped for a model the frozen models cannot run).
+       and tensors from the file (pass ``numpy=False`` for a model with layers the frozen
+       models do not run).
     """
     if directory is None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -281,6 +283,8 @@ def check_checkpoint_round_trip(model: nn.Module, x: Any = None, *, directory: s
         assert_same_tensors(loaded.state_dict(), model.state_dict(), "the tensors read back")
     except AssertionError as err:
         raise AssertionError(str(err)) from None
+    if list(loaded.state_dict()) != list(model.state_dict()):
+        raise AssertionError("the tensors read back come in another order than the model's state_dict")
     if x is not None:
         xt = model_input(model, x)
         loaded = loaded.to(xt.device)
@@ -298,8 +302,9 @@ def check_checkpoint_round_trip(model: nn.Module, x: Any = None, *, directory: s
     if numpy:
         try:
             frozen = inference.load(path)
-        except inference.NotExportable:
-            return None
+        except inference.NotExportable as err:
+            raise AssertionError(f"the NumPy loader cannot run the model saved ({err}); pass numpy=False for a "
+                                 "model the frozen models do not cover") from None
         exported = model.vae if isinstance(model, MMDVAE) else model  # at inference an MMD-VAE is its VAE
         if frozen.config() != module_config(exported):
             raise AssertionError("the NumPy loader reads a different architecture from the file")

@@ -152,7 +152,7 @@ def non_finite(model: nn.Module, opt: Any = None) -> list[str]:
 
 
 def assert_same_tensors(actual: Mapping[str, Any], expected: Mapping[str, Any], what: str = "tensors") -> None:
-    """The same names, and for each the same dtype, shape and values (bit for bit).
+    """The same names, and for each the same dtype, shape and bytes (bit for bit: ``-0.0`` is not ``0.0``).
 
     Arrays of any kind are accepted (torch tensors, NumPy or CuPy arrays); values are
     compared on the CPU.
@@ -169,8 +169,8 @@ def assert_same_tensors(actual: Mapping[str, Any], expected: Mapping[str, Any], 
             as_numpy(e.detach() if isinstance(e, torch.Tensor) else e)
         if a_np.dtype != e_np.dtype or a_np.shape != e_np.shape:
             raise AssertionError(f"{what}: {name} is {a_np.dtype} {a_np.shape}, expected {e_np.dtype} {e_np.shape}")
-        if not np.array_equal(a_np, e_np, equal_nan=a_np.dtype.kind in "fc"):
-            err = max_abs_error(a_np, e_np)
+        if a_np.tobytes() != e_np.tobytes():
+            err = max_abs_error(a_np, e_np) if a_np.dtype.kind in "fciub" else float("nan")
             raise AssertionError(f"{what}: {name} differs (max abs difference {err:.3g})")
 
 

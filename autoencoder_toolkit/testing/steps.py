@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models import checks as model_checks
 from ..models import infomaxvaes, vaes
 from ..models.infomaxvaes import InfoMaxVAE
 from ..models.optim import setup
@@ -85,10 +86,17 @@ def model_parts(model: Any, check: str) -> tuple[VAE, Any]:
 
 @contextmanager
 def quiet_small_batches() -> Iterator[None]:
-    """Silence the warning about small batches for the mutual-information bound (the checks use them on purpose)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*mutual-information estimate is poor.*")
-        yield
+    """Silence the warning about small batches for the mutual-information bound (the checks use them on purpose).
+
+    The warning is shown once per process; it stays due for the caller's own code.
+    """
+    due = model_checks._warned_small_batch
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*mutual-information estimate is poor.*")
+            yield
+    finally:
+        model_checks._warned_small_batch = due
 
 
 class ScriptedDraws:
