@@ -257,6 +257,8 @@ def test_a_model_drawing_outside_rng_is_caught(x):
         kit.check_determinism(model, x)
     with pytest.raises(AssertionError, match=r"infomaxloss drew 0 noise array\(s\) and 1 permutation\(s\) from rng"):
         kit.check_shuffled_codes_detached(model, x)
+    with pytest.raises(AssertionError, match=r"the step drew 0 noise array\(s\) and 2 permutation\(s\) from rng"):
+        kit.check_optimizer_routing(model, x)
 
 
 class _NoConstantGaussian(aet.JointGaussianLogDecoder):
