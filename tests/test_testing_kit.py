@@ -309,6 +309,19 @@ def test_a_model_that_does_not_save_what_shapes_its_outputs_is_caught(model, x, 
         kit.check_checkpoint_round_trip(model, x, save=save_rounded)
 
 
+def test_checks_leave_a_model_with_batch_statistics_as_it_was(x, tmp_path):
+    torch.manual_seed(3)
+    trunk = Chain(Dense(D, 6, "relu"), torch.nn.BatchNorm1d(6), torch.nn.Dropout(0.5))
+    enc = aet.JointGaussianLogEncoder(trunk, Dense(6, L), Dense(6, L))
+    model = aet.InfoMaxVAE(enc * aet.BernoulliDecoder(D, L, [6], ["relu"], "sigmoid"),
+                           aet.MutualInfoChain(D, L, [6], ["relu"], "identity"))
+    assert model.training
+    before = kit.snapshot(model)
+    kit.check_export_agreement(model, x)  # compared in evaluation mode, as the frozen model computes
+    kit.check_checkpoint_round_trip(model, x, directory=tmp_path)
+    kit.assert_unchanged(model, None, before, "the checks")  # the running statistics included
+
+
 # ----------------------------------------------------------------------------------
 # The float64 reference, against hand-computed values and the parity suite's oracle
 # ----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ Shapes: ``x`` is a batch ``(B, *sample_shape)``; ``B >= 2`` for an InfoMax-VAE.
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -185,7 +186,8 @@ def check_export_agreement(model: nn.Module, x: Any, *, backend: str = "numpy",
 
     1. the frozen model's tensors (``named_arrays``) are the model's ``state_dict``:
        none missing, none extra, all equal;
-    2. with one noise draw and one permutation given to both: ``encode(x)`` (``μ``,
+    2. on a copy of the model in evaluation mode (as the frozen models compute),
+       with one noise draw and one permutation given to both: ``encode(x)`` (``μ``,
        ``σ``), the forward pass with ``latent=True`` (codes, decoder outputs, MI
        estimate), ``decode(z)``, the per-sample log-likelihood, the KL term and, for an
        InfoMax-VAE, ``mutual_info`` and the critic ``mi(x, z)``: each is an array of the
@@ -194,9 +196,11 @@ def check_export_agreement(model: nn.Module, x: Any, *, backend: str = "numpy",
 
     Raises ``AssertionError`` naming the tensor or the output that differs.
     """
-    vae, critic = model_parts(model, "check_export_agreement")
+    model_parts(model, "check_export_agreement")
     frozen = model.to_backend(backend) if export is None else export(model)
     _same_arrays(frozen, model)
+    model = copy.deepcopy(model).eval()  # a frozen model computes as torch's eval() mode does
+    vae, critic = model_parts(model, "check_export_agreement")
     xt = model_input(model, x)
     xn = xt.detach().cpu().numpy()
     draws = np.random.default_rng(seed)
@@ -263,8 +267,9 @@ def check_checkpoint_round_trip(model: nn.Module, x: Any = None, *, directory: s
     1. the loaded model has the same class and architecture (``module_config``);
     2. its ``state_dict`` has the same names, in the same order, and the same dtypes,
        shapes and values, bit for bit;
-    3. with ``x``: the same outputs, bit for bit (for a VAE or an InfoMax-VAE, the forward
-       pass with ``latent=True`` and a generator seeded ``seed``; else ``model(x)``);
+    3. with ``x``: the same outputs in evaluation mode, bit for bit (for a VAE or an
+       InfoMax-VAE, the forward pass with ``latent=True`` and a generator seeded ``seed``;
+       else ``model(x)``);
     4. with ``numpy``: the NumPy loader (``inference.load``) reads the same architecture
        and tensors from the file (pass ``numpy=False`` for a model with layers the frozen
        models do not run).
@@ -287,13 +292,15 @@ def check_checkpoint_round_trip(model: nn.Module, x: Any = None, *, directory: s
         raise AssertionError("the tensors read back come in another order than the model's state_dict")
     if x is not None:
         xt = model_input(model, x)
-        loaded = loaded.to(xt.device)
+        # in evaluation mode (dropout off), on a copy (a forward pass may update batch norm statistics)
+        twin = copy.deepcopy(model).eval()
+        loaded = loaded.to(xt.device).eval()
         with torch.no_grad(), quiet_small_batches():
             if isinstance(model, (VAE, InfoMaxVAE)):
-                a = model(xt, latent=True, rng=torch.Generator(device=xt.device).manual_seed(seed))
+                a = twin(xt, latent=True, rng=torch.Generator(device=xt.device).manual_seed(seed))
                 b = loaded(xt, latent=True, rng=torch.Generator(device=xt.device).manual_seed(seed))
             else:
-                a, b = model(xt), loaded(xt)
+                a, b = twin(xt), loaded(xt)
         for (name, u), (_, v) in zip(_named_outputs(a), _named_outputs(b)):
             if not torch.equal(u, v):
                 raise AssertionError(f"the model read back computes a different {name!r} in its forward pass (max abs "

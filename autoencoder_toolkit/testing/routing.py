@@ -58,7 +58,7 @@ def _trainable(module: nn.Module, prefix: str) -> list[tuple[str, nn.Parameter]]
 def _grads(value: torch.Tensor, params: Sequence[tuple[str, nn.Parameter]]) -> dict[str, torch.Tensor | None]:
     if not value.requires_grad:
         return {name: None for name, _ in params}
-    grads = torch.autograd.grad(value, [p for _, p in params], allow_unused=True, retain_graph=True)
+    grads = torch.autograd.grad(value, [p for _, p in params], allow_unused=True)
     return {name: (None if g is None else g.detach().clone()) for (name, _), g in zip(params, grads)}
 
 
@@ -134,7 +134,9 @@ def check_critic_loss_routing(model: InfoMaxVAE, x: Any, *, miloss: Callable = m
     model = _infomax(model, "check_critic_loss_routing")
     with quiet_small_batches():
         value = miloss(model.vae, model.mi, x, rng=ScriptedDraws(seed))
-    critic = _grads(value, _trainable(model.mi, "mi"))
+    critic_params, vae_params = _trainable(model.mi, "mi"), _trainable(model.vae, "vae")
+    grads = _grads(value, critic_params + vae_params)  # one backward pass
+    critic = {name: grads[name] for name, _ in critic_params}
     unreached = [name for name, g in critic.items() if g is None]
     if unreached:
         raise AssertionError(f"the critic's loss gives no gradient to {name_list(unreached)}: every critic "
@@ -142,7 +144,7 @@ def check_critic_loss_routing(model: InfoMaxVAE, x: Any, *, miloss: Callable = m
     bad = [name for name, g in critic.items() if not bool(torch.isfinite(g).all())]
     if bad:
         raise AssertionError(f"the critic's loss gives a non-finite gradient to {name_list(bad)}")
-    leaked = {name: g for name, g in _grads(value, _trainable(model.vae, "vae")).items() if g is not None}
+    leaked = {name: grads[name] for name, _ in vae_params if grads[name] is not None}
     if leaked:
         name, g = next(iter(leaked.items()))
         raise AssertionError(
