@@ -596,6 +596,14 @@ def test_importing_the_kit_imports_neither_torch_nor_hypothesis():
     assert done.stdout.split() == ["False", "False"]
 
 
+def test_every_public_name_of_the_kit_resolves():
+    for name in kit.__all__:
+        assert getattr(kit, name) is not None, name
+    assert kit.check_gradient_routing.__module__ == "autoencoder_toolkit.testing.routing"
+    with pytest.raises(AttributeError, match="has no attribute 'check_everything'"):
+        kit.check_everything
+
+
 def test_the_plugin_is_registered_as_a_pytest11_entry_point():
     from importlib.metadata import entry_points
 

@@ -6,7 +6,7 @@ Hypothesis; the checks do not). The guide is ``docs/testing.md``.
 Checks: plain functions that raise ``AssertionError`` with a message naming what broke,
 callable from any test, with or without Hypothesis. ``x`` is a batch ``(B, *sample_shape)``.
 
-==================================  ============================================================
+=====================================  ==========================================================
 :func:`check_shuffled_codes_detached`  the shuffled codes give the VAE no gradient
 :func:`check_critic_loss_routing`      the critic's loss reaches the critic only
 :func:`check_optimizer_routing`        each optimizer of a step gets its own loss's gradient
@@ -15,16 +15,17 @@ callable from any test, with or without Hypothesis. ``x`` is a batch ``(B, *samp
 :func:`check_step_atomic`              a step that fails (NaN, an exception) changes nothing
 :func:`check_determinism`              the same ``rng`` gives the same numbers
 :func:`check_losses_match_reference`   outputs and losses equal an independent float64 reference
-:func:`check_export_agreement`         the NumPy export holds the same tensors and computes the same
+:func:`check_export_agreement`         the NumPy export holds the model's tensors and computes
+                                       what it computes
 :func:`check_checkpoint_round_trip`    ``save_model``/``load_model`` give the model back
 :func:`check_all`                      all of them
-==================================  ============================================================
+=====================================  ==========================================================
 
-Helpers: :func:`example_batch` (a batch that fits a model), :func:`example_model`, :func:`library_step` (the
-package's ``train_`` as a step), :func:`default_optimizers`, :class:`ModelChecks`,
-:class:`RNGSpec`, :class:`ScriptedDraws`, :func:`snapshot` and :func:`assert_unchanged`,
-:func:`assert_same_tensors`, :func:`assert_close`, :class:`Reference`. Strategies:
-:mod:`autoencoder_toolkit.testing.strategies`.
+Helpers: :func:`example_batch` (a batch that fits a model), :func:`example_model`,
+:func:`library_step` (the package's ``train_`` as a step), :func:`default_optimizers`,
+:class:`ModelChecks`, :class:`RNGSpec`, :class:`ScriptedDraws`, :func:`snapshot`,
+:func:`differences` and :func:`assert_unchanged`, :func:`assert_same_tensors`,
+:func:`assert_close`, :class:`Reference`. Strategies: :mod:`autoencoder_toolkit.testing.strategies`.
 
 Names load on first use, so that importing this package (as the pytest plugin does in
 every test run) costs nothing until a check is used.

@@ -66,7 +66,7 @@ _ADVICE = ("draws random numbers that rng does not control (torch's global gener
 
 def check_determinism(model: nn.Module, x: Any, *, step: Step | None = None,
                       make_optimizers: Callable[[nn.Module], Any] | None = None,
-                      rngs: Sequence[RNGSpec] = DEFAULT_RNGS, steps: int = 2,
+                      rngs: Sequence[RNGSpec] = DEFAULT_RNGS, steps: int = 1,
                       loss: Callable | None = None) -> None:
     """The same ``rng`` gives the same loss values, step results, parameters and optimizer states.
 
