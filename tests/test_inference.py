@@ -74,8 +74,9 @@ def test_mlp_infomaxvae_matches_torch(decoder):
         x = (x > 0.5).float()
     _train_a_little(model, x)
     # every deployed computation (encode, the forward pass, decode, the log-likelihood, the KL term, the MI
-    # estimate, the critic) equals the torch model's, on NumPy arrays, and the export holds its tensors
-    check_export_agreement(model, x)
+    # estimate, the critic) equals the torch model's within 1e-5 of its own magnitude, on NumPy arrays, and
+    # the export holds its tensors
+    check_export_agreement(model, x, atol=0.0)
 
 
 def test_conv_infomaxvae_matches_torch():
@@ -83,7 +84,7 @@ def test_conv_infomaxvae_matches_torch():
     x = (torch.rand(64, 1, 28, 28) > 0.5).float()
     _train_a_little(model, x, steps=2)
     frozen = model.to_backend("numpy")
-    check_export_agreement(model, x, export=lambda m: frozen)
+    check_export_agreement(model, x, export=lambda m: frozen, atol=0.0)
 
 
 def test_vae_matches_torch_and_computes_its_loss():
@@ -106,7 +107,7 @@ def test_vae_matches_torch_and_computes_its_loss():
         assert got == pytest.approx(float(expected.detach()), rel=1e-5)
     with torch.no_grad():
         assert_close(frozen.logprior(z.numpy()), aet.spherical_logprior(z))
-    check_export_agreement(model, x, export=lambda m: frozen)
+    check_export_agreement(model, x, export=lambda m: frozen, atol=0.0)
 
 
 def test_random_draws_follow_the_torch_models_order():

@@ -504,11 +504,11 @@ def test_rngs_draw_every_kind():
     assert kinds == {"Generator", "MersenneTwister", "Xoshiro", "TaskLocalRNG"}  # torch's and NumPy's: Generator
 
 
-def test_the_strategies_draw_the_same_models_in_every_run():
+def test_the_strategies_draw_the_same_models_in_every_derandomized_run():
     def fingerprints():
         found = []
 
-        @fuzz(15)
+        @fuzz(15, derandomize=True)  # as the ci profile runs every test
         @given(strategies.infomaxvaes_and_batches())
         def draw(model_and_batch):
             model, x = model_and_batch

@@ -7,7 +7,11 @@ Models
     decoder's output and the critic's data, the latent size is shared), hidden layers
     with any named activation, output activations each decoder needs (``sigmoid`` for
     Bernoulli, softmax for categorical, a positive ``softplus`` scale for the Gaussian
-    decoders with ``σ``), and small random biases so that every tensor matters. A
+    decoders with ``σ``), and small random biases so that every tensor matters. Scales
+    stay moderate: log-scale heads end in ``tanh`` (``|logσ| ≤ 1``) and the encoder's
+    ``σ`` head in a sigmoid, so that codes and likelihoods stay where float32 rounding is
+    far below the checks' tolerances (an unbounded ``logσ`` of a random network reaches
+    ``exp(±30)``, where float32 results computed two ways differ in their fifth digit). A
     categorical decoder's samples are ``(M, K)`` (``M`` variables of ``K`` classes) or
     ``(K,)``; every other model's samples are ``(D,)``.
 
@@ -162,8 +166,8 @@ def _as_arg(shape: tuple[int, ...]) -> int | tuple[int, ...]:
 def _build_encoder(draw: Any, kind: str, shape: tuple[int, ...], latent: int, sizes: Sizes) -> nn.Module:
     neurons, acts = draw(_hidden(sizes))
     if kind == "JointGaussianLogEncoder":
-        return JointGaussianLogEncoder(_as_arg(shape), latent, neurons, acts, "identity")
-    return JointGaussianEncoder(_as_arg(shape), latent, neurons, acts, ("identity", "softplus"))
+        return JointGaussianLogEncoder(_as_arg(shape), latent, neurons, acts, ("identity", "tanh"))
+    return JointGaussianEncoder(_as_arg(shape), latent, neurons, acts, ("identity", "sigmoid"))
 
 
 def _build_decoder(draw: Any, kind: str, shape: tuple[int, ...], latent: int, sizes: Sizes) -> nn.Module:
@@ -176,7 +180,7 @@ def _build_decoder(draw: Any, kind: str, shape: tuple[int, ...], latent: int, si
     if kind == "SimpleGaussianDecoder":
         return SimpleGaussianDecoder(n, latent, neurons, acts, "identity")
     if kind == "JointGaussianLogDecoder":
-        return JointGaussianLogDecoder(n, latent, neurons, acts, "identity")
+        return JointGaussianLogDecoder(n, latent, neurons, acts, ("identity", "tanh"))
     if kind == "JointGaussianDecoder":
         return JointGaussianDecoder(n, latent, neurons, acts, ("identity", "softplus"))
     if kind == "Decoder":
@@ -185,7 +189,7 @@ def _build_decoder(draw: Any, kind: str, shape: tuple[int, ...], latent: int, si
     # the last size of each branch becomes the data size; its activation acts on the output
     if kind == "SplitGaussianLogDecoder":
         return SplitGaussianLogDecoder(n, latent, neurons, acts[:-1] + ["identity"], scale_neurons,
-                                       scale_acts[:-1] + ["identity"])
+                                       scale_acts[:-1] + ["tanh"])
     return SplitGaussianDecoder(n, latent, neurons, acts[:-1] + ["identity"], scale_neurons,
                                 scale_acts[:-1] + ["softplus"])
 
@@ -193,7 +197,7 @@ def _build_decoder(draw: Any, kind: str, shape: tuple[int, ...], latent: int, si
 @st.composite
 def encoders(draw: Any, n_input: Any = None, n_latent: Any = None, *, kinds: Sequence[str] = ENCODER_KINDS,
              sizes: Sizes = SMALL) -> nn.Module:
-    """Gaussian encoders (``JointGaussianLogEncoder``, ``JointGaussianEncoder`` with a softplus ``σ``).
+    """Gaussian encoders: ``JointGaussianLogEncoder`` (a tanh ``logσ``), ``JointGaussianEncoder`` (a sigmoid ``σ``).
 
     ``n_input`` (an int, a sample shape or a strategy of them) and ``n_latent`` (an int
     or a strategy) fix the sizes; by default they are drawn up to ``sizes``.
