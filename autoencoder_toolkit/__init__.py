@@ -9,11 +9,11 @@ The package is layered (docs/architecture.md): :mod:`~autoencoder_toolkit.random
 :mod:`~autoencoder_toolkit.distributions`, :mod:`~autoencoder_toolkit.io`,
 :mod:`~autoencoder_toolkit.data`, :mod:`~autoencoder_toolkit.inference`,
 :mod:`~autoencoder_toolkit.models`, :mod:`~autoencoder_toolkit.evaluation`,
-:mod:`~autoencoder_toolkit.training`, :mod:`~autoencoder_toolkit.experiments` and
-:mod:`~autoencoder_toolkit.cli`. The flat module names of earlier releases
-(``autoencoder_toolkit.vaes``, ``.infomaxvaes``, ``.juliarng``, ...) and the Julia
-package's module names (``autoencoder_toolkit.InfoMaxVAEs``, ``.VAEs``, ``.MMDVAEs``,
-``.AEs``, ``.utils``) name the same module objects (see :data:`MODULE_ALIASES`).
+:mod:`~autoencoder_toolkit.training`, :mod:`~autoencoder_toolkit.experiments`,
+:mod:`~autoencoder_toolkit.cli` and, on top, the testing kit :mod:`~autoencoder_toolkit.testing`. The flat
+module names of earlier releases (``autoencoder_toolkit.vaes``, ``.infomaxvaes``, ``.juliarng``, ...) and the
+Julia package's module names (``autoencoder_toolkit.InfoMaxVAEs``, ``.VAEs``, ``.MMDVAEs``, ``.AEs``,
+``.utils``) name the same module objects (see :data:`MODULE_ALIASES`).
 """
 
 import importlib
@@ -101,7 +101,7 @@ _LAZY_NAMES = {
     "from_julia_layout": "backends.layout", "to_julia_layout": "backends.layout",
 }
 _SUBPACKAGES = ("random", "backends", "densities", "distributions", "outputs", "io", "data", "inference", "models",
-                "evaluation", "training", "experiments", "cli")
+                "evaluation", "training", "experiments", "cli", "testing")
 
 
 def __getattr__(name: str) -> Any:

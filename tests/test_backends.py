@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from autoencoder_toolkit import decoders, densities, encoders, infomaxvaes, juliarng, vaes
+from autoencoder_toolkit import testing as kit
 from autoencoder_toolkit.backends import (Backend, BackendUnavailableError, array_namespace, as_numpy,
                                           available_backends, backend_names, cupy_kernels_enabled, get_backend,
                                           register_backend, use_cupy_kernels)
@@ -375,11 +376,10 @@ def test_kernels_cupy_is_refused_on_cpu_tensors_with_a_clear_error():
         vaes.loss(vae, x, kernels="triton")
     model = infomaxvaes.InfoMaxVAE(vae, mi)
     opt = __import__("autoencoder_toolkit").setup(torch.optim.Adam, model, lr=1e-2)
-    before = [p.detach().clone() for p in model.parameters()]
+    before = kit.snapshot(model, opt)
     for fused in (False, True):
         with pytest.raises(ValueError, match="CUDA"):
             infomaxvaes.train_(model, x, opt, kernels="cupy", fused=fused)
-    for a, b in zip(before, model.parameters()):
-        assert torch.equal(a, b)
+    kit.assert_unchanged(model, opt, before, "a refused step")
     # kernels=None is the default path, unchanged
     assert torch.isfinite(vaes.loss(vae, x, kernels=None))

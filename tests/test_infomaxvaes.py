@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from autoencoder_toolkit import setup
+from autoencoder_toolkit import testing as kit
 from autoencoder_toolkit.decoders import BernoulliDecoder, SimpleGaussianDecoder, decoder_loglikelihood
 from autoencoder_toolkit.encoders import JointGaussianLogEncoder, encoder_kl
 from autoencoder_toolkit.infomaxvaes import (InfoMaxVAE, MutualInfoChain, infomaxloss, miloss,
@@ -155,15 +156,15 @@ def test_shuffled_term_gives_the_vae_no_gradient(small_infomax, x):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     # ...while it does change the value
     assert float((torch.exp(gm - 1).mean()).detach()) > 0
+    # and the gradient does not depend on how the codes were shuffled
+    kit.check_shuffled_codes_detached(small_infomax, x)
 
 
 def test_miloss_gradient_reaches_every_critic_parameter_and_no_vae_parameter(small_infomax, x):
     vae, mi = small_infomax.vae, small_infomax.mi
-    value = miloss(vae, mi, x)
-    grads = torch.autograd.grad(value, list(mi.parameters()))
-    assert all(bool(torch.isfinite(g).all()) and float(g.abs().sum()) > 0 for g in grads)
-    assert not value.requires_grad or all(
-        g is None for g in torch.autograd.grad(value, list(vae.parameters()), allow_unused=True))
+    kit.check_critic_loss_routing(small_infomax, x)  # finite gradients for the critic, none for the VAE
+    grads = torch.autograd.grad(miloss(vae, mi, x), list(mi.parameters()))
+    assert all(float(g.abs().sum()) > 0 for g in grads)
 
 
 def test_n_samples_averages_over_independent_draws(small_infomax, x):
@@ -219,22 +220,10 @@ def test_setup_gives_two_independent_optimizers(small_infomax):
 
 
 def test_each_step_updates_only_its_own_network(small_infomax, x):
-    m = small_infomax
-    opt = setup(torch.optim.Adam, m, lr=1e-2)
-    for g in opt.mi.param_groups:
-        g["lr"] = 0.0
-    mi_before = [p.detach().clone() for p in m.mi.parameters()]
-    vae_before = [p.detach().clone() for p in m.vae.parameters()]
-    train_(m, x, opt)
-    assert all(torch.equal(a, b) for a, b in zip(mi_before, m.mi.parameters()))
-    assert all(not torch.equal(a, b) for a, b in zip(vae_before, m.vae.parameters()))
-    opt = setup(torch.optim.Adam, m, lr=1e-2)
-    for g in opt.vae.param_groups:
-        g["lr"] = 0.0
-    vae_before = [p.detach().clone() for p in m.vae.parameters()]
-    train_(m, x, opt)
-    assert all(torch.equal(a, b) for a, b in zip(vae_before, m.vae.parameters()))
-    assert all(not torch.equal(a, b) for a, b in zip(mi_before, m.mi.parameters()))
+    # opt.vae holds the VAE's parameters and opt.mi the critic's; each is stepped with its own loss's
+    # gradient; with one optimizer switched off its network does not move and every parameter of the
+    # other one does
+    kit.check_optimizer_routing(small_infomax, x, every_parameter_moves=True)
 
 
 def test_mi_step_sees_the_updated_vae(small_infomax, x):
@@ -268,19 +257,19 @@ def test_a_nan_critic_loss_rolls_back_the_vae_step(small_infomax, x):
     m = small_infomax
     opt = setup(torch.optim.Adam, m)
     train_(m, x, opt)
-    before = [p.detach().clone() for p in m.parameters()]
-    state = copy.deepcopy(opt.vae.state_dict())
+    before = kit.snapshot(m, opt)
 
     def bad_miloss(vae, mi, xx, **kw):
         return miloss(vae, mi, xx, **kw) * float("inf")
 
     with pytest.raises(FloatingPointError, match="miloss is"):
         train_(m, x, opt, miloss_function=bad_miloss)
-    assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))
-    after = opt.vae.state_dict()["state"]
-    for k, s in state["state"].items():
-        for name, v in s.items():
-            assert torch.equal(torch.as_tensor(v), torch.as_tensor(after[k][name]))
+    kit.assert_unchanged(m, opt, before, "a step whose critic loss is infinite")
+
+
+def test_train_is_atomic_wherever_it_fails(small_infomax, x):
+    for fused in (False, True):  # NaN at every call of the model, an exception at each stage
+        kit.check_step_atomic(small_infomax, x, step=kit.library_step(fused=fused))
 
 
 def _toy_data(n=512, seed=0):
@@ -320,12 +309,12 @@ def test_a_finite_loss_with_a_non_finite_gradient_changes_nothing(small_infomax,
     m = small_infomax
     opt = setup(torch.optim.Adam, m)
     train_(m, x, opt, fused=fused)
-    before = [p.detach().clone() for p in m.parameters()]
+    before = kit.snapshot(m, opt)
     # value 0, gradient NaN (sqrt at 0)
     reg = lambda out: (out.z * 0).abs().sqrt().sum()  # noqa: E731
     with pytest.raises(FloatingPointError, match="gradient of infomaxloss"):
         train_(m, x, opt, fused=fused, infomaxloss_kwargs={"regularization": reg})
-    assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))
+    kit.assert_unchanged(m, opt, before, "a step with a NaN gradient")
     assert all(p.grad is None for p in m.parameters())
 
 
@@ -355,32 +344,16 @@ _EDGE_X = torch.tensor([[49.77, 0.0, 12.5, 49.77, 3.0, 0.0],
 _EDGE_KW = {"β": 1.638, "α": 1.5e-15}
 
 
-def _state(m, opt):
-    return ([p.detach().clone() for p in m.parameters()],
-            [copy.deepcopy(o.state_dict()) for o in (opt.vae, opt.mi)])
-
-
-def _assert_same_state(m, opt, saved):
-    params, states = saved
-    assert all(torch.equal(a, b) for a, b in zip(params, m.parameters()))
-    for o, s in zip((opt.vae, opt.mi), states):
-        now = o.state_dict()["state"]
-        assert now.keys() == s["state"].keys()
-        for k, entry in s["state"].items():
-            for name, v in entry.items():
-                assert torch.equal(torch.as_tensor(v), torch.as_tensor(now[k][name]))
-
-
 @pytest.mark.parametrize("fused", [False, True])
 def test_float32_edge_a_finite_loss_whose_gradient_overflows_raises_and_changes_nothing(fused):
     m = _edge_model(43.0)
     value = float(infomaxloss(m.vae, m.mi, _EDGE_X, **_EDGE_KW, rng=gen(0)).detach())
     assert 1e37 < value < 3.4e38  # finite, at the edge: the property the fuzzer tripped on
     opt = setup(torch.optim.Adam, m)
-    saved = _state(m, opt)
+    saved = kit.snapshot(m, opt)
     with pytest.raises(FloatingPointError, match="gradient of infomaxloss"):
         train_(m, _EDGE_X, opt, infomaxloss_kwargs=_EDGE_KW, rng=gen(0), fused=fused)
-    _assert_same_state(m, opt, saved)
+    kit.assert_unchanged(m, opt, saved, "the refused step")
     assert all(p.grad is None for p in m.parameters())
 
 
@@ -391,30 +364,30 @@ def test_float32_edge_an_update_that_overflows_adam_state_raises_and_changes_not
     # the optimizer state for good.
     m = _edge_model(23.0)
     opt = setup(torch.optim.Adam, m)
-    saved = _state(m, opt)
+    saved = kit.snapshot(m, opt)
     with pytest.raises(FloatingPointError, match="update of the VAE"):
         train_(m, _EDGE_X, opt, infomaxloss_kwargs=_EDGE_KW, rng=gen(0), fused=fused)
-    _assert_same_state(m, opt, saved)
+    kit.assert_unchanged(m, opt, saved, "the refused step")
 
 
 def test_float32_edge_an_update_that_overflows_a_parameter_raises_and_changes_nothing():
     m = _edge_model(2.0)
     opt = setup(torch.optim.SGD, m, lr=1e38)
-    saved = _state(m, opt)
+    saved = kit.snapshot(m, opt)
     with pytest.raises(FloatingPointError, match="update of the VAE"):
         train_(m, _EDGE_X, opt, infomaxloss_kwargs=_EDGE_KW, rng=gen(0))
-    _assert_same_state(m, opt, saved)
+    kit.assert_unchanged(m, opt, saved, "the refused step")
 
 
 @pytest.mark.parametrize("fused", [False, True])
 def test_float32_edge_a_finite_step_below_the_edge_trains(fused):
     m = _edge_model(5.0)
     opt = setup(torch.optim.Adam, m)
-    before = [p.detach().clone() for p in m.parameters()]
+    before = kit.snapshot(m)
     l_vae, l_mi = train_(m, _EDGE_X, opt, infomaxloss_kwargs=_EDGE_KW, rng=gen(0), fused=fused, loss_return=True)
     assert math.isfinite(l_vae) and math.isfinite(l_mi)
-    assert all(torch.isfinite(p).all() for p in m.parameters())
-    assert any(not torch.equal(a, b) for a, b in zip(before, m.parameters()))
+    assert kit.non_finite(m, opt) == []
+    assert kit.differences(m, None, before) != []
 
 
 # ----------------------------------------------------------------------------- a failing step changes nothing
@@ -435,7 +408,7 @@ def _bad_critic_loss(vae, mi, xx, **kw):
 @pytest.mark.parametrize("fused", [False, True])
 def test_a_failing_train_call_changes_nothing(small_infomax, x, case, fused):
     m, opt = _trained_pair(small_infomax, x)
-    saved = _state(m, opt)
+    saved = kit.snapshot(m, opt)
     kwargs = {
         "reg_strength": dict(miloss_kwargs={"reg_strength": -1.0}),
         "unknown_key": dict(miloss_kwargs={"gamma": 1.0}),
@@ -451,7 +424,7 @@ def test_a_failing_train_call_changes_nothing(small_infomax, x, case, fused):
     else:
         with pytest.raises((ValueError, TypeError, RuntimeError)):
             train_(m, x, opt, fused=fused, **kwargs)
-    _assert_same_state(m, opt, saved)
+    assert kit.differences(m, opt, saved) == []
     assert all(p.grad is None for p in m.parameters())
 
 
@@ -465,7 +438,7 @@ def test_unknown_keywords_name_the_public_function_and_list_the_accepted_ones(sm
 
 def test_optimizers_that_do_not_belong_to_the_model_are_refused(small_infomax, x):
     m, opt = _trained_pair(small_infomax, x)
-    saved = _state(m, opt)
+    saved = kit.snapshot(m, opt)
     n = len(list(m.mi.parameters()))  # the critic's parameters, all foreign to the VAE
     with pytest.raises(ValueError, match=rf"opt\.vae: the optimizer does not belong to this model\.vae \({n} of its {n} "
                                          r"parameters are not parameters of this model\.vae\)"):
@@ -477,7 +450,7 @@ def test_optimizers_that_do_not_belong_to_the_model_are_refused(small_infomax, x
     empty.param_groups.clear()
     with pytest.raises(ValueError, match="opt.mi: the optimizer does not belong to this model.mi .it holds none of"):
         train_(m, x, OptimizerPair(opt.vae, empty))
-    _assert_same_state(m, opt, saved)
+    assert kit.differences(m, opt, saved) == []
 
 
 def test_an_optimizer_over_part_of_the_model_or_with_frozen_parameters_trains(small_infomax, x):

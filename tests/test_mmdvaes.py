@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 from pathlib import Path
@@ -15,7 +14,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import autoencoder_toolkit as aet
-from autoencoder_toolkit import juliarng, serialization
+from autoencoder_toolkit import juliarng, mmdvaes, serialization
+from autoencoder_toolkit import testing as kit
 from autoencoder_toolkit.decoders import BernoulliDecoder, SimpleGaussianDecoder, decoder_loglikelihood
 from autoencoder_toolkit.encoders import JointGaussianLogEncoder, encoder_kl
 from autoencoder_toolkit.mmdvaes import MMDVAE, gaussian_kernel, logP_mmd_ratio, loss, mmd_div, train_
@@ -412,26 +412,21 @@ def test_a_nan_loss_changes_nothing():
     m = _model()
     opt = aet.setup(torch.optim.Adam, m)
     train_(m, _x(), opt)  # create optimizer state
-    params = [p.detach().clone() for p in m.parameters()]
-    state = copy.deepcopy(opt.state_dict())
+    before = kit.snapshot(m, opt)
 
     def bad_loss(model, x, **_):
         return loss(model, x) * float("nan")
 
     with pytest.raises(FloatingPointError, match="MMD-VAE loss is nan"):
         train_(m, _x(), opt, loss_function=bad_loss)
-    assert all(torch.equal(a, b) for a, b in zip(params, m.parameters()))
-    after = opt.state_dict()
-    for k, s in state["state"].items():
-        for name, v in s.items():
-            assert torch.equal(torch.as_tensor(v), torch.as_tensor(after["state"][k][name]))
+    kit.assert_unchanged(m, opt, before, "a step with a NaN loss")
     bad = _x()
     bad[2, 3] = float("inf")
     with pytest.raises(ValueError, match="x: expected finite values"):
         train_(m, bad, opt)
     with pytest.raises(ValueError, match="x_in: expected finite values"):
         train_(m, bad, _x(), opt)
-    assert all(torch.equal(a, b) for a, b in zip(params, m.parameters()))
+    kit.assert_unchanged(m, opt, before, "a step on data that are not finite")
 
 
 def test_training_on_toy_data_lowers_the_loss():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from autoencoder_toolkit import testing as kit
 from autoencoder_toolkit.checkpoints import load_checkpoint, save_checkpoint
 from autoencoder_toolkit.datasets import load_dataset
 from autoencoder_toolkit.metrics import evaluate_model
@@ -28,17 +29,6 @@ def new_run(kind="infomax", seed=3, lr=1e-3):
     torch.manual_seed(seed)
     model = mlp_model(kind, (64,), 2, [16])
     return model, make_optimizers(model, lr), TrainingState.fresh(seed)
-
-
-def assert_same_state(a, b, opt_a, opt_b) -> None:
-    for (k, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items()):
-        assert torch.equal(va, vb), k
-    for name, oa in optimizer_dict(opt_a).items():
-        sa, sb = oa.state_dict(), optimizer_dict(opt_b)[name].state_dict()
-        assert sa["param_groups"] == sb["param_groups"]
-        for i in sa["state"]:
-            for key in sa["state"][i]:
-                assert torch.equal(sa["state"][i][key], sb["state"][i][key]), (name, i, key)
 
 
 @pytest.mark.parametrize("kind", ["infomax", "vae"])
@@ -62,7 +52,7 @@ def test_resume_from_a_checkpoint_is_bit_identical(tmp_path, digits, kind) -> No
     fit(m3, train, o3, epochs=3, batch_size=64, loss_kwargs=loss_kwargs_for(m3, 1.0, 1.0), state=s3,
         held_out=test, progress=False)
 
-    assert_same_state(m1, m3, o1, o3)
+    kit.assert_unchanged(m3, o3, kit.snapshot(m1, o1), "resuming from the checkpoint (against the run without it)")
     assert (s3.epoch, s3.step) == (s1.epoch, s1.step) == (3, 15)
     strip = [{k: v for k, v in h.items() if k != "seconds"} for h in s1.history]
     assert [{k: v for k, v in h.items() if k != "seconds"} for h in s3.history] == strip

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from autoencoder_toolkit import setup
+from autoencoder_toolkit import testing as kit
 from autoencoder_toolkit.decoders import (BernoulliDecoder, JointGaussianDecoder, JointGaussianLogDecoder,
                                           SimpleGaussianDecoder, SplitGaussianDecoder, SplitGaussianLogDecoder)
 from autoencoder_toolkit.encoders import JointGaussianEncoder, JointGaussianLogEncoder, encoder_kl
@@ -206,19 +207,14 @@ def test_a_nan_loss_changes_nothing():
     vae = _vaes()["simple"]
     opt = setup(torch.optim.Adam, vae)
     train_(vae, _data(), opt)  # create optimizer state
-    params = [p.detach().clone() for p in vae.parameters()]
-    state = copy.deepcopy(opt.state_dict())
+    before = kit.snapshot(vae, opt)
 
     def bad_loss(v, x, **_):
         return loss(v, x) * float("nan")
 
     with pytest.raises(FloatingPointError, match="VAE loss is nan"):
         train_(vae, _data(), opt, loss_function=bad_loss)
-    assert all(torch.equal(a, b) for a, b in zip(params, vae.parameters()))
-    after = opt.state_dict()
-    for k, s in state["state"].items():
-        for name, v in s.items():
-            assert torch.equal(torch.as_tensor(v), torch.as_tensor(after["state"][k][name]))
+    kit.assert_unchanged(vae, opt, before, "a step with a NaN loss")
 
 
 def test_an_update_that_overflows_the_optimizer_state_changes_nothing():
@@ -227,17 +223,12 @@ def test_an_update_that_overflows_the_optimizer_state_changes_nothing():
     vae = _vaes()["simple"]
     opt = setup(torch.optim.Adam, vae)
     train_(vae, _data(), opt)  # create optimizer state
-    params = [p.detach().clone() for p in vae.parameters()]
-    state = copy.deepcopy(opt.state_dict())
+    before = kit.snapshot(vae, opt)
 
     def steep_loss(v, x, **_):
         return loss(v, x) * 1e20
 
     with pytest.raises(FloatingPointError, match="update of the VAE loss is not finite"):
         train_(vae, _data(), opt, loss_function=steep_loss)
-    assert all(torch.equal(a, b) for a, b in zip(params, vae.parameters()))
-    after = opt.state_dict()
-    for k, s in state["state"].items():
-        for name, v in s.items():
-            assert torch.equal(torch.as_tensor(v), torch.as_tensor(after["state"][k][name]))
+    kit.assert_unchanged(vae, opt, before, "a step whose update overflows")
     assert all(p.grad is None for p in vae.parameters())
