@@ -337,10 +337,21 @@ def latent_classification_accuracy(
 
 
 class EncodedCodes(NamedTuple):
-    """Result of :func:`encode_data`: ``(N, L)`` ``float32`` latent means and spreads."""
+    """Result of :func:`encode_data`: ``(N, L)`` ``float32`` latent means and spreads, as ``μ`` and
+    ``σ`` (the encoder's names) or ``mu`` and ``sigma``."""
 
     mu: np.ndarray
     sigma: np.ndarray
+
+    @property
+    def μ(self) -> np.ndarray:
+        """The latent means (``mu``)."""
+        return self.mu
+
+    @property
+    def σ(self) -> np.ndarray:
+        """The latent spreads (``sigma``)."""
+        return self.sigma
 
 
 class ELBOTerms(NamedTuple):

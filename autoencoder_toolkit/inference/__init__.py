@@ -17,7 +17,7 @@ predictions needs NumPy (and CuPy for the GPU)::
     from autoencoder_toolkit import inference
 
     model = inference.load("runs/digits-infomax/", backend="numpy")
-    codes = model.encode(x).μ
+    codes = model.encode(x)            # the latent means
 
 Supported layers: :data:`SUPPORTED_LAYERS`. Another layer, or a custom activation, is
 refused with an error naming it and its place in the model.

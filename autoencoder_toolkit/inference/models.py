@@ -19,7 +19,7 @@ from typing import Any, Mapping
 from .. import densities
 from ..distributions import distribution_class
 from ..io.architecture import structure_of
-from ..outputs import EncodedData, InfoMaxVAEOutput, VAEOutput
+from ..outputs import GaussianParams, InfoMaxVAEOutput, VAEOutput
 from .layers import Builder, FrozenModule, register, register_default
 
 __all__ = ["FrozenNetwork", "FrozenMutualInfoChain", "FrozenVAE", "FrozenInfoMaxVAE"]
@@ -80,10 +80,10 @@ class FrozenNetwork(_Model):
         return output if type(output) is self._output else self._output(*output)
 
     # -- encoders --------------------------------------------------------------------
-    def encode(self, x: Any) -> EncodedData:
+    def posterior(self, x: Any) -> GaussianParams:
         """The encoder's mean ``μ`` and spread ``σ`` (``exp(logσ)`` for a log-scale encoder)."""
         out = self.distribution(self(x))
-        return EncodedData(out.μ, out.σ)
+        return GaussianParams(out.μ, out.σ)
 
     def reparameterize(self, output: Any, rng: Any = None, *, noise: Any = None) -> Any:
         """A draw ``μ + ε ⊙ σ``, ``ε`` from ``rng`` (see :meth:`Backend.standard_normal`) or given."""
@@ -158,13 +158,36 @@ class FrozenVAE(_Model):
         dec = self.decoder.forward(z)
         return VAEOutput(enc, z, dec) if latent else dec
 
-    def encode(self, x: Any) -> EncodedData:
-        """Latent means and spreads ``(μ, σ)`` of ``x``."""
-        return self.encoder.encode(x)
+    def encode(self, x: Any, *, sample: bool = False, rng: Any = None, noise: Any = None) -> Any:
+        """The latent means ``μ(x)``, ``(B, L)`` (one sample: ``(L,)``); with ``sample=True`` a draw
+        ``z ~ q(z | x)`` (noise from ``rng``, or given). As the torch model's ``encode``."""
+        out = self.encoder(self._input(x))
+        return self.encoder.reparameterize(out, rng=rng, noise=noise) if sample else self.encoder.distribution(out).μ
+
+    def posterior(self, x: Any) -> GaussianParams:
+        """``q(z | x)`` as ``GaussianParams(μ, σ)``, as the torch model's ``posterior``."""
+        return self.encoder.posterior(self._input(x))
 
     def decode(self, z: Any) -> Any:
-        """The decoder's output for codes ``z`` (e.g. ``Bernoulli(p)``)."""
-        return self.decoder(z)
+        """The decoder's output distribution for codes ``z`` (e.g. ``Bernoulli(p)``)."""
+        return self.decoder(self.backend.asarray(z, dtype=self.dtype))
+
+    def reconstruct(self, x: Any, *, sample: bool = False, rng: Any = None, noise: Any = None) -> Any:
+        """The mean of ``p(x | z)`` at ``z = μ(x)`` (with ``sample=True``, at a draw of ``z``)."""
+        z = self.encode(x, sample=sample, rng=rng, noise=noise)
+        return self.decoder.distribution(self.decoder(z)).mean
+
+    def sample(self, n: int, *, rng: Any = None, noise: Any = None) -> Any:
+        """``n`` samples: the decoder's mean at ``n`` codes drawn from the prior ``N(0, I)``."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n: expected a positive number of samples, got {n!r}")
+        latent = self.decoder.input_shape
+        if noise is None:
+            if not latent:
+                raise TypeError("sample: the latent dimension of this model is not known")
+            noise = self.backend.standard_normal((n, *latent), rng=rng, dtype=self.dtype)
+        z = self.backend.asarray(noise, dtype=self.dtype)
+        return self.decoder.distribution(self.decoder(z)).mean
 
     def loglikelihood(self, x: Any, x_out: Any = None, *, rng: Any = None, noise: Any = None,
                       **kwargs: Any) -> Any:
@@ -257,13 +280,25 @@ class FrozenInfoMaxVAE(_Model):
             z_shuffle = self.backend.asarray(z_shuffle, dtype=self.dtype)
         return self._bound(x, z, seed, rng, permutation, z_shuffle)
 
-    def encode(self, x: Any) -> EncodedData:
-        """Latent means and spreads ``(μ, σ)`` of ``x``."""
-        return self.vae.encode(x)
+    def encode(self, x: Any, *, sample: bool = False, rng: Any = None, noise: Any = None) -> Any:
+        """The VAE's :meth:`FrozenVAE.encode`."""
+        return self.vae.encode(x, sample=sample, rng=rng, noise=noise)
+
+    def posterior(self, x: Any) -> GaussianParams:
+        """The VAE's :meth:`FrozenVAE.posterior`."""
+        return self.vae.posterior(x)
 
     def decode(self, z: Any) -> Any:
-        """The decoder's output for codes ``z``."""
+        """The VAE's :meth:`FrozenVAE.decode`."""
         return self.vae.decode(z)
+
+    def reconstruct(self, x: Any, *, sample: bool = False, rng: Any = None, noise: Any = None) -> Any:
+        """The VAE's :meth:`FrozenVAE.reconstruct`."""
+        return self.vae.reconstruct(x, sample=sample, rng=rng, noise=noise)
+
+    def sample(self, n: int, *, rng: Any = None, noise: Any = None) -> Any:
+        """The VAE's :meth:`FrozenVAE.sample`."""
+        return self.vae.sample(n, rng=rng, noise=noise)
 
     def loglikelihood(self, x: Any, x_out: Any = None, **kwargs: Any) -> Any:
         """Per-sample reconstruction log-likelihood (see :meth:`FrozenVAE.loglikelihood`)."""

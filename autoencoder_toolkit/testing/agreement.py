@@ -221,9 +221,10 @@ def check_export_agreement(model: nn.Module, x: Any, *, backend: str = "numpy",
         kl = encoder_kl(vae.encoder, enc)
         sigma = vae.encoder.distribution(enc).σ
         noise_n, z_n = noise.cpu().numpy(), z.cpu().numpy()
-        fe = frozen.encode(xn)
-        _agrees(fe.μ, enc[0], rtol, "encode(x).μ", frozen)
-        _agrees(fe.σ, sigma, rtol, "encode(x).σ", frozen)
+        fe = frozen.posterior(xn)
+        _agrees(frozen.encode(xn), enc[0], rtol, "encode(x)", frozen)
+        _agrees(fe.μ, enc[0], rtol, "posterior(x).μ", frozen)
+        _agrees(fe.σ, sigma, rtol, "posterior(x).σ", frozen)
         fields = getattr(dec, "_fields", tuple(str(i) for i in range(len(dec))))
         for i, out in enumerate(frozen.decode(z_n)):
             _agrees(out, dec[i], rtol, f"decode(z).{fields[i]}", frozen)

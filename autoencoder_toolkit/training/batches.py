@@ -95,6 +95,7 @@ def batch_source(data: Any, what: str = "data") -> BatchSource | LoaderSource:
     if isinstance(data, np.ndarray):
         if not np.issubdtype(data.dtype, np.floating):
             raise TypeError(_NOT_FLOAT.format(what=what, dtype=data.dtype))
+        _sample_shape(data, what)
         split = DataSplit(data)
         return BatchSource(len(split), split.sample_shape, lambda pos: torch.from_numpy(split.read(pos)))
     if isinstance(data, torch.Tensor):

@@ -198,15 +198,17 @@ class TensorBoardLogger(Callback):
 class History(list):
     """The epoch records :func:`fit` produced (``history[-1]["loss"]``, ...), one dict per epoch.
 
-    ``state`` is the :class:`~autoencoder_toolkit.training.TrainingState` to continue from
-    (``fit(model, data, epochs=20, state=history.state)``), and ``stopped_early`` whether a
-    callback ended training before ``epochs``.
+    ``state`` and ``optimizer`` are what training continues from, exactly as if it had not
+    stopped: ``fit(model, data, history.optimizer, epochs=20, state=history.state)``;
+    ``stopped_early`` says whether a callback ended training before ``epochs``.
     """
 
-    def __init__(self, records: Iterable[dict[str, Any]], state: Any, stopped_early: bool) -> None:
+    def __init__(self, records: Iterable[dict[str, Any]], state: Any, stopped_early: bool,
+                 optimizer: Any = None) -> None:
         super().__init__(records)
         self.state = state
         self.stopped_early = stopped_early
+        self.optimizer = optimizer
 
     def column(self, key: str) -> list[Any]:
         """One value per epoch: ``history.column("test_loss")``."""

@@ -456,4 +456,4 @@ def fit(model: nn.Module, data: Any, opt: Any = None, *, epochs: int = 10, batch
         model.train(was_training)
         if world > 1:
             step_model.close()
-    return History(state.history, state, stopped)
+    return History(state.history, state, stopped, opt)
