@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -97,12 +98,39 @@ def test_train_writes_a_complete_run_directory(digits_run) -> None:
     summary = (run / "summary.txt").read_text()
     for text in ("InfoMax-VAE on digits", "MI estimate", "active units", "classification accuracy", "figures"):
         assert text in summary
-    for name in ("loss.png", "mutual_info.png", "latent.png"):
+    for name in ("loss.png", "mutual_info.png", "latent.png", "reconstructions.png", "samples.png"):
         path = run / "figures" / name
         assert path.read_bytes()[:8] == PNG_SIGNATURE
         image = matplotlib.image.imread(path)
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
         assert float(image[..., :3].std()) > 0.01  # not blank
+
+
+def test_image_grids_are_drawn_for_image_data_only(tmp_path, capsys) -> None:
+    from autoencoder_toolkit.evaluation.plots import image_grid
+
+    grid = image_grid(np.arange(2 * 4 * 3, dtype=float).reshape(2, 12) / 23, (4, 3), columns=2)
+    assert grid.shape == (4, 3 * 2 + 1)  # two tiles and a one-pixel gap
+    np.testing.assert_allclose(grid[:, :3], np.arange(12).reshape(4, 3) / 23)
+    np.testing.assert_allclose(grid[:, 4:], np.arange(12, 24).reshape(4, 3) / 23)
+    np.savetxt(tmp_path / "t.csv", np.random.default_rng(0).random((120, 16)), delimiter=",")
+    rc, _, err = run_cli(["train", "--data", tmp_path / "t.csv", "--epochs", "1", "--hidden", "8", "--out",
+                          tmp_path / "r", "--quiet"], capsys)
+    assert rc == 0, err
+    assert sorted(p.name for p in (tmp_path / "r" / "figures").iterdir()) == ["latent.png", "loss.png",
+                                                                            "mutual_info.png"]
+
+
+def test_train_logs_to_tensorboard(tmp_path, capsys) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    rc, _, err = run_cli(["train", *SMALL, "--epochs", "1", "--out", tmp_path / "r", "--tensorboard",
+                          tmp_path / "tb", "--quiet"], capsys)
+    assert rc == 0, err
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert {"epoch/loss", "epoch/test_loss", "epoch/mi", "train/step_loss"} <= set(events.Tags()["scalars"])
 
 
 def test_evaluate_reproduces_the_training_report(digits_run, capsys) -> None:
@@ -140,6 +168,30 @@ def test_encode_writes_means_and_spreads(digits_run, tmp_path, capsys) -> None:
                            capsys)
     assert rc == 0 and out.strip() == str(tmp_path / "c2.npy")
     np.testing.assert_array_equal(np.load(tmp_path / "c2.npy"), mu)
+
+
+def test_encode_writes_csv_with_the_labels_alongside(digits_run, tmp_path, capsys) -> None:
+    rc, _, err = run_cli(["encode", digits_run, "digits", "--out", tmp_path / "c.npy", "--with-sigma"], capsys)
+    assert rc == 0, err
+    rc, out, err = run_cli(["encode", digits_run, "digits", "--out", tmp_path / "c.csv", "--with-sigma"], capsys)
+    assert rc == 0, err
+    lines = (tmp_path / "c.csv").read_text().splitlines()
+    assert lines[0] == "mu_1,mu_2,mu_3,sigma_1,sigma_2,sigma_3,label"
+    table = np.array([[float(v) for v in line.split(",")] for line in lines[1:]])
+    from autoencoder_toolkit.datasets import load_dataset
+
+    assert table.shape == (1797, 7)
+    np.testing.assert_array_equal(table[:, :3], np.load(tmp_path / "c.npy"))  # the same float32 values
+    np.testing.assert_array_equal(table[:, 3:6], np.load(tmp_path / "c_sigma.npy"))
+    np.testing.assert_array_equal(table[:, 6], load_dataset("digits", split="all").labels)
+    # a user's file with its labels
+    np.save(tmp_path / "x.npy", load_dataset("digits", split="all").x[:10])
+    np.savetxt(tmp_path / "y.csv", np.arange(10), fmt="%d")
+    rc, _, err = run_cli(["encode", digits_run, tmp_path / "x.npy", "--labels", tmp_path / "y.csv",
+                          "--out", tmp_path / "d.csv"], capsys)
+    assert rc == 0, err
+    lines = (tmp_path / "d.csv").read_text().splitlines()
+    assert lines[0] == "mu_1,mu_2,mu_3,label" and [line.split(",")[-1] for line in lines[1:]] == list(map(str, range(10)))
 
 
 def test_user_csv_end_to_end(tmp_path, capsys) -> None:
@@ -341,7 +393,7 @@ def _user_error_cases(tmp: Path, run: Path) -> list:
         (["evaluate", tmp / "nowhere"], "no such directory"),
         (["encode", run, tmp / "missing.npy", "--out", tmp / "c.npy"], "no such file"),
         (["encode", run, tmp / "wide.npy", "--out", tmp / "c.npy"], "the model takes samples of shape (64,)"),
-        (["encode", run, "digits", "--out", tmp / "c.txt"], "expected a .npy file name"),
+        (["encode", run, "digits", "--out", tmp / "c.txt"], "expected a .npy or .csv file name"),
         (["encode", run, "digits"], "the following arguments are required: --out"),
         ([], "choose a command"),
         # found by attack: each of these used to fail deep inside, or start a run directory first
@@ -396,8 +448,14 @@ def test_module_entry_point_and_help() -> None:
                             text=True, timeout=120)
     assert result.returncode == 0
     for flag in ("--epochs", "--batch-size", "--latent-dim", "--hidden", "--lr", "--alpha", "--beta", "--seed",
-                 "--device", "--out", "--resume", "--config", "--decoder", "--fused", "--quiet", "--overwrite"):
+                 "--device", "--out", "--resume", "--config", "--decoder", "--fused", "--quiet", "--overwrite",
+                 "--scale", "--tensorboard"):
         assert flag in result.stdout
+    # one default per flag, stated once (argparse's own "(default: None)" would contradict it)
+    assert "(default: None)" not in result.stdout
+    entries = re.split(r"\n  (?=-)", result.stdout)
+    for entry in entries:
+        assert entry.count("default") <= 1, entry
 
 
 # ---------------------------------------------------------------------------

@@ -139,8 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", parents=[common], help="train a model and write a run directory",
                        description="Train an InfoMax-VAE (or a VAE) and write a run directory. With no "
                                    "arguments: the digits data set, about a minute on 2 CPU cores. Settings "
-                                   "come from the defaults, then --config, then the flags.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                   "come from the defaults, then --config, then the flags.")
     src = t.add_argument_group("data")
     src.add_argument("--dataset", type=CONVERTERS["dataset"], default=None,
                      help="built-in data set: digits, mnist5k or fashion-mnist (default: digits)")
@@ -198,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", default=None, metavar="RUN_DIR",
                      help=f"continue a run from its last checkpoint; may change {', '.join(flag(k) for k in RESUMABLE)}")
     run.add_argument("--config", default=None, metavar="TOML", help="settings file (flags win over it)")
+    run.add_argument("--tensorboard", type=CONVERTERS["out"], default=None, metavar="DIR",
+                     help="also log the training to TensorBoard event files in DIR (needs the tensorboard "
+                          "package; view with: tensorboard --logdir DIR)")
 
     e = sub.add_parser("evaluate", parents=[common], help="model metrics of a run on held-out data",
                        description="Compute the model metrics (ELBO terms, MI estimate, active units, latent "
@@ -215,11 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("encode", parents=[common], help="latent means (and spreads) of new data",
                        description="Encode DATA with a run's model: write the latent means (N, L) to --out "
-                                   "(.npy); with --with-sigma also the spreads σ to <out>_sigma.npy.")
+                                   "(.npy, or .csv with the labels alongside when known); with --with-sigma "
+                                   "also the spreads σ.")
     c.add_argument("run_dir", metavar="RUN_DIR")
     c.add_argument("data", metavar="DATA", help="a .npy/.npz/.csv file, or a built-in data set name (all of it)")
-    c.add_argument("--out", required=True, metavar="CODES.npy", help="output file for the means")
-    c.add_argument("--with-sigma", action="store_true", help="also write the spreads to <out stem>_sigma.npy")
+    c.add_argument("--out", required=True, metavar="CODES.npy|CODES.csv",
+                   help="output file: .npy (the means, (N, L) float32) or .csv (one row per sample: mu_1.., "
+                        "sigma_1.. with --with-sigma, and label when the labels are known)")
+    c.add_argument("--with-sigma", action="store_true",
+                   help="also write the spreads: to <out stem>_sigma.npy, or as columns of the .csv")
+    c.add_argument("--labels", default=None, metavar="PATH", help="labels of DATA, written alongside in a .csv")
     c.add_argument("--batch-size", type=positive_int("--batch-size"), default=1024, metavar="B",
                    help="samples per batch (default 1024)")
     c.add_argument("--device", type=device, default="cpu", help="cpu or cuda (default cpu)")

@@ -153,7 +153,7 @@ def _cmd_train(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     talk = (lambda text: None) if quiet else say
     try:
         result = job.train_run(given, resume=args.resume, nproc=args.nproc, dist_timeout=args.dist_timeout,
-                               progress=not quiet, say=talk)
+                               progress=not quiet, say=talk, tensorboard=args.tensorboard)
     except job.RunDiverged as err:
         if _speaks():
             kept = (f"Kept the last good checkpoint (epoch {err.saved_epoch}) in {err.run / 'checkpoint'}"
@@ -198,13 +198,14 @@ def _cmd_evaluate(args: argparse.Namespace, say: Callable[[str], None]) -> int:
 
 def _cmd_encode(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     result = job.encode_run(args.run_dir, args.data, args.out, with_sigma=args.with_sigma,
-                            batch_size=args.batch_size, device=args.device)
+                            batch_size=args.batch_size, device=args.device, labels=args.labels)
     if args.quiet:
         print(args.out)
     else:
         say(f"encoded {result.n} samples of '{args.data}' with run {result.run}")
         for path, what in result.files:
-            print(f"{what}: {path} ({result.n}, {result.latent_dim}) float32")
+            form = "float32" if path.suffix == ".npy" else "CSV"
+            print(f"{what}: {path} ({result.n}, {result.latent_dim}) {form}")
     return EXIT_OK
 
 

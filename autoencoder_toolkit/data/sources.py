@@ -49,14 +49,24 @@ class RunData:
     """
 
     def __init__(self, train: DataSplit, test: DataSplit, label: str, class_names: Sequence[str] | None,
-                 raw_range: tuple[float, float], n_total: int) -> None:
+                 raw_range: tuple[float, float], n_total: int, builtin: bool = False) -> None:
         self.train = train
         self.test = test
         self.label = label
         self.class_names = class_names
         self.raw_range = raw_range
         self.n_total = n_total
+        self.builtin = builtin
 
+    @property
+    def image_shape(self) -> tuple[int, ...] | None:
+        """The ``(H, W)`` or ``(C, H, W)`` of a sample when the data are images (the built-in data
+        sets, whose flat samples are square images, or samples of 2 or 3 axes); else ``None``."""
+        shape = self.train.sample_shape
+        if len(shape) == 2 or (len(shape) == 3 and shape[0] in (1, 3)):
+            return shape
+        side = math.isqrt(shape[0]) if len(shape) == 1 else 0
+        return (side, side) if self.builtin and side * side == shape[0] else None
     @property
     def scaling(self) -> Scaling:
         return self.train.scaling
@@ -76,7 +86,7 @@ class RunData:
         """The same splits, read through ``scaling``."""
         return RunData(DataSplit(self.train.x, self.train.index, self.train.labels, scaling),
                        DataSplit(self.test.x, self.test.index, self.test.labels, scaling),
-                       self.label, self.class_names, self.raw_range, self.n_total)
+                       self.label, self.class_names, self.raw_range, self.n_total, self.builtin)
 
 
 def load_user_array(path: str, what: str) -> np.ndarray:
@@ -148,7 +158,7 @@ def _load_run_data(settings: Mapping[str, Any]) -> RunData:
     except (ModuleNotFoundError, FileNotFoundError) as err:
         raise DataSourceError(f"--dataset {name}: {err}") from None
     return RunData(DataSplit(train.x, None, train.labels), DataSplit(test.x, None, test.labels), name,
-                   train.class_names, (0.0, 1.0), len(train) + len(test))
+                   train.class_names, (0.0, 1.0), len(train) + len(test), builtin=True)
 
 
 def load_other_data(spec: str, labels_path: str | None, input_shape: Sequence[int] | None,

@@ -7,7 +7,9 @@ always a complete PNG file.
 * :func:`plot_losses`: the training and held-out losses per epoch;
 * :func:`plot_mutual_info`: the critic's MI estimate per epoch;
 * :func:`plot_latent`: latent means as a 2-D scatter coloured by label (the first two
-  principal components when the latent space has more than two dimensions).
+  principal components when the latent space has more than two dimensions);
+* :func:`plot_reconstructions`: images next to their reconstructions;
+* :func:`plot_samples`: a grid of images sampled from the model.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import numpy as np
 
 from ..io.files import atomic_write_bytes
 
-__all__ = ["plot_losses", "plot_mutual_info", "plot_latent", "pca_2d"]
+__all__ = ["plot_losses", "plot_mutual_info", "plot_latent", "plot_reconstructions", "plot_samples", "image_grid",
+           "pca_2d"]
 
 
 def _figure(n_panels: int = 1, width: float = 6.0, height: float = 4.0) -> tuple[Any, list[Any]]:
@@ -68,17 +71,14 @@ def _has(values: np.ndarray) -> bool:
 
 def plot_losses(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], *,
                 title: str | None = None) -> Path:
-    """Loss curves per epoch: the VAE loss (training and held-out) and the critic loss.
+    """Loss curves per epoch: the VAE loss, training and held-out.
 
-    ``history`` is :func:`~autoencoder_toolkit.training.fit`'s ``state.history``
-    (keys ``epoch``, ``loss``, ``test_loss``, ``critic_loss``). The critic panel is
-    drawn only when the model has a critic. Returns the path.
+    ``history`` is :func:`~autoencoder_toolkit.training.fit`'s history (keys ``epoch``,
+    ``loss``, ``test_loss``). The critic's loss is ``−MI``: :func:`plot_mutual_info` shows
+    it. Returns the path.
     """
     epochs = _column(history, "epoch")
-    critic = _column(history, "critic_loss")
-    with_critic = _has(critic)
-    fig, axes = _figure(2 if with_critic else 1)
-    ax = axes[0]
+    fig, (ax,) = _figure(1)
     ax.plot(epochs, _column(history, "loss"), marker=_marker(epochs), label="training (mean over batches)")
     test = _column(history, "test_loss")
     if _has(test):
@@ -89,15 +89,6 @@ def plot_losses(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[st
     ax.set_title("VAE loss  −log p(x|z) + β·KL − α·MI")
     ax.legend()
     ax.grid(alpha=0.3)
-    if with_critic:
-        ax2 = axes[1]
-        ax2.plot(epochs, critic, marker=_marker(epochs), color="tab:red", label="critic loss −MI (training)")
-        _integer_epochs(ax2)
-        ax2.set_xlabel("epoch")
-        ax2.set_ylabel("critic loss (nats)")
-        ax2.set_title("critic loss")
-        ax2.legend()
-        ax2.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
     return _save(fig, path)
@@ -201,4 +192,57 @@ def plot_latent(codes: Any, labels: Any, path: str | os.PathLike[str], *,
     what = "latent means" if latent_dim <= 2 else f"latent means ({latent_dim}-D, PCA)"
     ax.set_title(title or what)
     ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def image_grid(images: Any, shape: Sequence[int], columns: int) -> np.ndarray:
+    """``images`` ``(N, *anything of size prod(shape))`` tiled into one ``(rows·H, columns·W[, 3])`` array.
+
+    ``shape`` is ``(H, W)``, ``(1, H, W)`` or ``(3, H, W)``; values are clipped to ``[0, 1]``
+    after scaling by the largest value's magnitude when it exceeds 1; a 1-pixel gap separates
+    the tiles.
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        raise ValueError(f"shape: expected (H, W), (1, H, W) or (3, H, W), got {shape}")
+    c, h, w = shape
+    x = np.asarray(images, dtype=np.float64).reshape(-1, c, h, w)
+    top = float(np.max(np.abs(x))) if x.size else 1.0
+    lo = float(np.min(x)) if x.size else 0.0
+    if lo < 0 or top > 1:  # show the range the data have
+        x = (x - lo) / max(top - lo, 1e-12)
+    x = np.clip(x, 0.0, 1.0).transpose(0, 2, 3, 1)
+    rows = max(1, math.ceil(len(x) / columns))
+    grid = np.ones((rows * (h + 1) - 1, columns * (w + 1) - 1, c))
+    for i, img in enumerate(x):
+        r, k = divmod(i, columns)
+        grid[r * (h + 1):r * (h + 1) + h, k * (w + 1):k * (w + 1) + w] = img
+    return grid[..., 0] if c == 1 else grid
+
+
+def _show(ax: Any, grid: np.ndarray) -> None:
+    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_axis_off()
+
+
+def plot_reconstructions(inputs: Any, reconstructions: Any, shape: Sequence[int], path: str | os.PathLike[str], *,
+                         title: str | None = None) -> Path:
+    """Inputs (top row) above their reconstructions (bottom row), as images of ``shape``."""
+    n = len(inputs)
+    fig, (ax,) = _figure(1, width=min(12.0, 1.2 * n + 1), height=3.0)
+    both = np.concatenate([np.asarray(inputs, dtype=np.float64).reshape(n, -1),
+                           np.asarray(reconstructions, dtype=np.float64).reshape(n, -1)])
+    _show(ax, image_grid(both, shape, n))
+    ax.set_title(title or "held-out inputs (top) and their reconstructions (bottom)")
+    return _save(fig, path)
+
+
+def plot_samples(samples: Any, shape: Sequence[int], path: str | os.PathLike[str], *, columns: int = 8,
+                 title: str | None = None) -> Path:
+    """Images sampled from the model (decoder means at codes drawn from the prior), in a grid."""
+    fig, (ax,) = _figure(1, width=8.0, height=8.0 * math.ceil(len(samples) / columns) / columns + 0.6)
+    _show(ax, image_grid(samples, shape, columns))
+    ax.set_title(title or "samples: the decoder's mean at codes z ~ N(0, I)")
     return _save(fig, path)

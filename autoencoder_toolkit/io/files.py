@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["system_reason", "CheckpointError", "atomic_write_bytes", "atomic_write_text", "fsync_dir", "sha256_file", "NpyWriter"]
+__all__ = ["system_reason", "CheckpointError", "atomic_write_bytes", "atomic_write_text", "fsync_dir", "sha256_file", "AtomicFile", "NpyWriter"]
 
 
 _SYSTEM_REASONS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
@@ -86,14 +86,70 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-class NpyWriter:
-    """Write a ``.npy`` array of known shape row block by row block, atomically.
+class AtomicFile:
+    """A file written piece by piece that appears at ``path`` whole, or not at all.
 
-    The rows go to a temporary file in the target's folder whose full size is reserved
-    first (``posix_fallocate``), so a disk without room fails at once with ``ENOSPC``
-    rather than half way (and no sparse memory map can fault on a full disk). On
-    :meth:`commit` the file is ``fsync``-ed and replaces ``path``; :meth:`discard` (or
-    leaving the ``with`` block with an error) removes it and leaves ``path`` untouched::
+    The pieces go to a temporary file in the target's folder; :meth:`commit` ``fsync`` s it
+    and moves it into place (``os.replace``), :meth:`discard` (or leaving the ``with`` block
+    with an error) removes it and leaves ``path`` as it was. ``mode`` is ``"wb"`` or ``"w"``
+    (UTF-8 text)::
+
+        with AtomicFile("codes.csv", "w") as f:
+            f.write("z1,z2\n")
+    """
+
+    def __init__(self, path: str | os.PathLike[str], mode: str = "wb") -> None:
+        if mode not in ("wb", "w"):
+            raise ValueError(f"mode: expected 'wb' or 'w', got {mode!r}")
+        self.path = Path(path)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix="." + self.path.name + ".", suffix=".part")
+        self._tmp = Path(tmp)
+        self._file = os.fdopen(fd, mode, **({"encoding": "utf-8", "newline": ""} if mode == "w" else {}))
+
+    def write(self, data: Any) -> None:
+        """Append ``data`` (bytes or text, as the mode says)."""
+        self._file.write(data)
+
+    def reserve(self, n_bytes: int) -> None:
+        """Reserve ``n_bytes`` for the file now (``posix_fallocate``), so that a disk without room fails at
+        once with ``ENOSPC`` rather than half way."""
+        self._file.flush()
+        if hasattr(os, "posix_fallocate") and n_bytes > 0:
+            os.posix_fallocate(self._file.fileno(), 0, n_bytes)
+
+    def commit(self) -> Path:
+        """Make the file durable and move it into place."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.chmod(self._tmp, 0o644)
+        os.replace(self._tmp, self.path)
+        fsync_dir(self.path.parent)
+        return self.path
+
+    def discard(self) -> None:
+        """Remove the temporary file; ``path`` is left as it was."""
+        with contextlib.suppress(OSError):
+            self._file.close()
+        with contextlib.suppress(OSError):
+            self._tmp.unlink()
+
+    def __enter__(self) -> "AtomicFile":
+        return self
+
+    def __exit__(self, kind: Any, value: Any, tb: Any) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+class NpyWriter(AtomicFile):
+    """Write a ``.npy`` array of known shape row block by row block, atomically (an :class:`AtomicFile`).
+
+    The file's full size is reserved first (``posix_fallocate``), so a disk without room
+    fails at once with ``ENOSPC`` rather than half way (and no sparse memory map can fault
+    on a full disk)::
 
         with NpyWriter("codes.npy", (n, d), np.float32) as w:
             for block in blocks:
@@ -101,20 +157,15 @@ class NpyWriter:
     """
 
     def __init__(self, path: str | os.PathLike[str], shape: tuple[int, ...], dtype: Any) -> None:
-        self.path = Path(path)
+        super().__init__(path, "wb")
         self.shape = tuple(int(s) for s in shape)
         self.dtype = np.dtype(dtype).newbyteorder("<")
         self._written = 0
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix="." + self.path.name + ".", suffix=".part")
-        self._tmp = Path(tmp)
-        self._file = os.fdopen(fd, "wb")
         try:
             np.lib.format.write_array_header_1_0(self._file, {"descr": np.lib.format.dtype_to_descr(self.dtype),
                                                               "fortran_order": False, "shape": self.shape})
             self._file.flush()
-            self._total = self._file.tell() + int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
-            if hasattr(os, "posix_fallocate"):
-                os.posix_fallocate(self._file.fileno(), 0, self._total)
+            self.reserve(self._file.tell() + int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize)
         except BaseException:
             self.discard()
             raise
@@ -132,26 +183,4 @@ class NpyWriter:
         """Check that every row was written, make the file durable and move it into place."""
         if self._written != self.shape[0]:
             raise ValueError(f"rows: {self._written} of {self.shape[0]} rows were written")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.chmod(self._tmp, 0o644)
-        os.replace(self._tmp, self.path)
-        fsync_dir(self.path.parent)
-        return self.path
-
-    def discard(self) -> None:
-        """Remove the temporary file; ``path`` is left as it was."""
-        with contextlib.suppress(OSError):
-            self._file.close()
-        with contextlib.suppress(OSError):
-            self._tmp.unlink()
-
-    def __enter__(self) -> "NpyWriter":
-        return self
-
-    def __exit__(self, kind: Any, value: Any, tb: Any) -> None:
-        if kind is None:
-            self.commit()
-        else:
-            self.discard()
+        return super().commit()

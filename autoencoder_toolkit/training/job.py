@@ -31,10 +31,11 @@ from ..data.sources import RunData, load_other_data, load_run_data
 from ..data.splits import Scaling
 from ..evaluation.metrics import encode_batches, encode_data, evaluate_model
 from ..evaluation.report import format_number, report_lines
-from ..io.files import NpyWriter, atomic_write_text, system_reason
+from ..io.files import AtomicFile, NpyWriter, atomic_write_text, system_reason
 from ..models import checks
 from ..models.architecture import module_config
 from . import distributed
+from .callbacks import TensorBoardLogger
 from .loop import (TrainingDiverged, TrainingState, fit, loss_kwargs_for, make_optimizers, mlp_model, optimizer_dict,
                    set_learning_rate)
 from .run_directory import RUN_FORMAT, RunDirectory, RunDirectoryError, prepare_run_dir
@@ -235,7 +236,7 @@ def _divergence_hint(data: RunData, settings: Mapping[str, Any], run: RunDirecto
 
 def train_run(given: Mapping[str, Any], *, resume: str | None = None, nproc: int | None = None,
               dist_timeout: float = 600.0, progress: bool = True,
-              say: Callable[[str], None] = lambda text: None) -> TrainResult:
+              say: Callable[[str], None] = lambda text: None, tensorboard: str | None = None) -> TrainResult:
     """Train (or resume) a run as ``autoencoder-toolkit train`` does; see the module documentation.
 
     ``given`` holds the settings the user gave (keys of :data:`TRAIN_DEFAULTS`, and
@@ -244,6 +245,7 @@ def train_run(given: Mapping[str, Any], *, resume: str | None = None, nproc: int
     only the main one writes files and talks. The main process holds the run directory's
     lock (:meth:`RunDirectory.lock`) while it trains. A resumed run records changed
     settings in ``config.json`` only once an epoch has been trained with them.
+    ``tensorboard`` (a folder) also logs the training there (the main process only).
 
     Raises
     ------
@@ -276,7 +278,8 @@ def train_run(given: Mapping[str, Any], *, resume: str | None = None, nproc: int
         raise SettingsError("--fused: the fused step exists for the InfoMax-VAE only (--model infomax)")
     held: list[RunDirectory] = []  # the run directory this process locked, if any
     try:
-        return _train(run, config, settings, changed, given, world, device, held, dist_timeout, progress, say)
+        return _train(run, config, settings, changed, given, world, device, held, dist_timeout, progress, say,
+                      tensorboard)
     finally:
         for r in held:
             r.unlock()
@@ -284,7 +287,8 @@ def train_run(given: Mapping[str, Any], *, resume: str | None = None, nproc: int
 
 def _train(run: RunDirectory | None, config: dict[str, Any] | None, settings: dict[str, Any],
            changed: dict[str, Any], given: Mapping[str, Any], world: int, device: torch.device,
-           held: list[RunDirectory], dist_timeout: float, progress: bool, say: Callable[[str], None]) -> TrainResult:
+           held: list[RunDirectory], dist_timeout: float, progress: bool, say: Callable[[str], None],
+           tensorboard: str | None) -> TrainResult:
     main = int(os.environ.get("RANK", "0") or 0) == 0
     if run is not None:
         if main:
@@ -401,12 +405,13 @@ def _train(run: RunDirectory | None, config: dict[str, Any] | None, settings: di
             pending = None
         run.write_metrics(st.history)
 
+    logger = TensorBoardLogger(tensorboard) if tensorboard and ctx.is_main else None
     t0 = time.perf_counter()
     start_epoch = state.epoch
     try:
         fit(model, data.train, opt, epochs=target, batch_size=settings["batch_size"], loss_kwargs=kwargs,
             state=state, held_out=data.test, fused=settings["fused"], on_epoch_end=on_epoch_end,
-            progress=progress, context=ctx, global_shuffle=bool(settings.get("global_shuffle")))
+            progress=progress, context=ctx, global_shuffle=bool(settings.get("global_shuffle")), logger=logger)
     except TrainingDiverged as err:
         if ctx.enabled:
             # every process stops at the same step (the check is collective): leave the group
@@ -454,8 +459,14 @@ def _finish_run(run: RunDirectory, model: Any, data: RunData, settings: Mapping[
     report = evaluate_model(model, test_view, data.test.labels, x_train=train_view, labels_train=data.train.labels,
                             seed=settings["seed"], codes=codes)
     run.write_json(run.EVALUATION, {"data": "held-out split", **report.to_dict()})
+    images = None
+    if data.image_shape is not None:
+        inputs = test_view[:min(8, len(test_view))]
+        model.eval()
+        images = {"shape": data.image_shape, "inputs": inputs, "reconstructions": model.reconstruct(inputs),
+                  "samples": model.sample(32, rng=torch.Generator().manual_seed(settings["seed"])).cpu().numpy()}
     figures = run.write_figures(state.history, codes.mu, data.test.labels, class_names=data.class_names,
-                                title=f"{title} on {data.label}")
+                                title=f"{title} on {data.label}", images=images)
     last = state.history[-1] if state.history else {}
     lines = [f"{title} on {data.label}: {len(data.train)} training / {len(data.test)} held-out samples, "
              f"{int(np.prod(data.train.sample_shape))} features",
@@ -596,29 +607,38 @@ class Encoding:
 
 
 def encode_run(run_dir: str, data: str, out: str, *, with_sigma: bool = False, batch_size: int = 1024,
-               device: str = "cpu") -> Encoding:
-    """Encode ``data`` with a run's model: the latent means to ``out`` (``.npy``), the spreads to
-    ``<out stem>_sigma.npy`` with ``with_sigma``. Written batch by batch through temporary files
-    whose room is reserved first and that replace the targets only when complete; an output
-    that is the input itself is refused."""
+               device: str = "cpu", labels: str | None = None) -> Encoding:
+    """Encode ``data`` with a run's model and write the codes.
+
+    To ``out.npy``: the latent means ``(N, L)`` float32, and with ``with_sigma`` the spreads to
+    ``<out stem>_sigma.npy``. To ``out.csv``: one row per sample, columns ``mu_1..mu_L`` (and
+    ``sigma_1..sigma_L``), and a ``label`` column when the labels are known (a built-in data
+    set, or ``labels``). Written batch by batch through temporary files (the ``.npy`` ones with
+    their room reserved first) that replace the targets only when complete; an output that is
+    an input, or a file of the run, is refused.
+    """
     out_path = Path(out)
-    if out_path.suffix.lower() != ".npy":
-        raise SettingsError(f"--out: expected a .npy file name, got '{out_path}'")
+    kind = out_path.suffix.lower()
+    if kind not in (".npy", ".csv"):
+        raise SettingsError(f"--out: expected a .npy or .csv file name, got '{out_path}'")
     if out_path.is_dir():
         raise SettingsError(f"--out: '{out_path}' is a directory")
     if not out_path.parent.exists():
         raise SettingsError(f"--out: the folder '{out_path.parent}' does not exist")
     model, config, run = open_run(run_dir, device)
-    targets = [(out_path, "μ")]
-    if with_sigma:
+    targets = [(out_path, "μ" if kind == ".npy" else "μ, σ" if with_sigma else "μ")]
+    if with_sigma and kind == ".npy":
         targets.append((out_path.with_name(out_path.stem + "_sigma.npy"), "σ"))
-    inputs = _input_files(data)
+    inputs = _input_files(data, labels)
     for path, _ in targets:
         _refuse_inputs(path, "--out", inputs, run)
     vae = model.vae if hasattr(model, "vae") else model
-    x, _ = load_other_data(data, None, vae.input_shape, "DATA", scaling=run_scaling(config))
+    x, y = load_other_data(data, labels, vae.input_shape, "DATA", scaling=run_scaling(config))
     n = int(x.shape[0])
     latent = int(vae.latent_dim)
+    if kind == ".csv":
+        _write_codes_csv(out_path, vae, x, y, latent, with_sigma, batch_size)
+        return Encoding(run.path, targets, n, latent)
     writers: list[NpyWriter] = []
     try:
         for path, _ in targets:
@@ -634,3 +654,20 @@ def encode_run(run_dir: str, data: str, out: str, *, with_sigma: bool = False, b
             w.discard()
         raise
     return Encoding(run.path, targets, n, latent)
+
+
+def _write_codes_csv(path: Path, vae: Any, x: Any, labels: np.ndarray | None, latent: int, with_sigma: bool,
+                     batch_size: int) -> None:
+    """The codes as CSV (see :func:`encode_run`), through an :class:`AtomicFile`."""
+    header = [f"mu_{i + 1}" for i in range(latent)] + ([f"sigma_{i + 1}" for i in range(latent)] if with_sigma else [])
+    if labels is not None:
+        header.append("label")
+    with AtomicFile(path, "w") as f:
+        f.write(",".join(header) + "\n")
+        for start, mu, sigma in encode_batches(vae, x, batch_size=batch_size):
+            block = np.concatenate([mu, sigma], axis=1) if with_sigma else mu
+            for i, row in enumerate(block):
+                cells = [repr(float(v)) for v in row]
+                if labels is not None:
+                    cells.append(str(labels[start + i]))
+                f.write(",".join(cells) + "\n")

@@ -8,7 +8,8 @@ Layout::
     metrics.csv          one row per epoch (METRICS_COLUMNS)
     evaluation.json      held-out metrics after training (autoencoder_toolkit.metrics)
     summary.txt          the summary printed at the end of training
-    figures/loss.png, figures/mutual_info.png, figures/latent.png
+    figures/loss.png, figures/mutual_info.png, figures/latent.png, and for image data
+    figures/reconstructions.png, figures/samples.png
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from torch import nn
 
-from ..evaluation.plots import plot_latent, plot_losses, plot_mutual_info
+from ..evaluation.plots import plot_latent, plot_losses, plot_mutual_info, plot_reconstructions, plot_samples
 from ..io.checkpoint import CHECKPOINT_DIR, find_checkpoint, read_state
 from ..io.files import CheckpointError, atomic_write_text
 from .checkpoints import load_checkpoint, save_checkpoint
@@ -195,8 +196,10 @@ class RunDirectory:
 
     def write_figures(self, history: Sequence[Mapping[str, Any]], codes: np.ndarray | None,
                       labels: np.ndarray | None, *, class_names: Sequence[str] | None = None,
-                      title: str | None = None) -> list[Any]:
-        """Draw ``figures/loss.png``, ``figures/mutual_info.png`` (with a critic) and ``figures/latent.png``."""
+                      title: str | None = None, images: Mapping[str, Any] | None = None) -> list[Any]:
+        """Draw ``figures/loss.png``, ``figures/mutual_info.png`` (with a critic), ``figures/latent.png``
+        and, for image data (``images``: ``shape``, ``inputs``, ``reconstructions``, ``samples``),
+        ``figures/reconstructions.png`` and ``figures/samples.png``."""
         folder = self.path / self.FIGURES
         paths = [plot_losses(history, folder / "loss.png", title=title)]
         if any(h.get("mi") is not None for h in history):
@@ -204,6 +207,10 @@ class RunDirectory:
         if codes is not None:
             paths.append(plot_latent(codes, labels, folder / "latent.png", class_names=class_names,
                                      title=None if title is None else f"{title}: held-out latent means"))
+        if images is not None:
+            paths.append(plot_reconstructions(images["inputs"], images["reconstructions"], images["shape"],
+                                              folder / "reconstructions.png"))
+            paths.append(plot_samples(images["samples"], images["shape"], folder / "samples.png"))
         return paths
 
 
