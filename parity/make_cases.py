@@ -10,10 +10,9 @@ Every case is deterministic: the weights and data of a case come from a NumPy
 generator seeded with the CRC-32 of the case's name (so adding a case changes
 no other file), and the random draws of the operation are the ones Julia's
 global generator gives after ``Random.seed!(julia_seed)``, reproduced with
-:mod:`autoencoder_toolkit.juliarng` (Julia 1.11 behaviour).  The expected
-outputs come from the independent float64 oracle (:mod:`parity.oracle`);
-the oracle does not import the package, this generator only uses its Julia
-random streams.
+the oracle's own Julia streams (:mod:`parity.julia_streams`, Julia 1.11
+behaviour).  The expected outputs come from the independent float64 oracle
+(:mod:`parity.oracle`).  Nothing here imports ``autoencoder_toolkit``.
 
 Where the reference raises but documents an intent (a ``seed`` keyword, D1;
 ``n_samples``, D3; a regularization in ``miloss`` or ``VAEs.loss``, D4/D6),
@@ -35,9 +34,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from autoencoder_toolkit import juliarng
-
 from . import cases_io as C
+from . import julia_streams as S
 from . import oracle as O
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
@@ -99,19 +97,24 @@ class DrawPlan:
         self.items.append((name, "shuffle", int(n), seed))
         return self
 
-    def values(self, julia_seed: int) -> list[tuple[str, str, np.ndarray]]:
-        """``(name, kind, value)`` for :func:`parity.cases_io.make_case`."""
-        rng = juliarng.seed_(julia_seed, julia=JULIA)
+    def specs(self) -> list[dict]:
+        """The plan as a case's ``draws`` list."""
         out = []
         for name, kind, arg, seed in self.items:
             if kind == "randn":
-                out.append((name, kind, juliarng.randn(rng, *arg, dtype=np.float32)))
-            elif seed is None:
-                out.append((name, kind, juliarng.shuffle(rng, range(arg))))
+                out.append({"name": name, "kind": kind, "shape": list(arg)})
             else:
-                mt = juliarng.MersenneTwister(seed, julia=JULIA)
-                out.append((name, kind, juliarng.shuffle(mt, range(arg))))
+                spec = {"name": name, "kind": kind, "n": arg}
+                if seed is not None:
+                    spec["rng"] = {"type": "MersenneTwister", "seed": int(seed)}
+                out.append(spec)
         return out
+
+    def values(self, julia_seed: int) -> list[tuple[str, str, np.ndarray]]:
+        """``(name, kind, value)`` for :func:`parity.cases_io.make_case`, from the
+        oracle's Julia streams (:func:`parity.julia_streams.replay`)."""
+        values, _ = S.replay(self.specs(), julia_seed, julia=JULIA)
+        return [(name, kind, values[name]) for name, kind, _, _ in self.items]
 
     def annotate(self, case: dict) -> None:
         """Record which shuffles use ``MersenneTwister(seed)`` instead of the global RNG."""
