@@ -698,6 +698,78 @@ def test_vae_train_step():
                                    p0[k] - 2e-3 * g[k] / (np.abs(g[k]) + 1e-8), rtol=1e-12, atol=1e-15)
 
 
+def test_fused_step_gradients_match_finite_differences():
+    rng, vae, mi, x, noise, perm = _setup(84, "BernoulliDecoder")
+    beta, alpha = 0.7, 2.5
+    res = O.infomax_train_fused_step(vae, mi, x, noise=noise, perm=perm, eta=1e-3,
+                                     beta=beta, alpha=alpha)
+    # the VAE's gradient: infomaxloss with the shuffled codes of the parameters before the
+    # step held fixed (the shuffle is a constant), the critic fixed
+    z0 = O.as_array(O.vae_forward(vae, x, noise, latent=True)["z"])
+    numeric = _fd_grad(lambda v: O.infomaxloss_fixed_shuffle(v, mi, x, noise=noise,
+                                                             z_shuffle=z0[perm], beta=beta,
+                                                             alpha=alpha), vae)
+    _assert_grads_close(res["grads"]["vae"], numeric)
+    # the critic's gradient: miloss with the VAE before the step and the SAME draws
+    numeric = _fd_grad(lambda m: O.miloss(vae, m, x, noise=noise, perm=perm), mi)
+    _assert_grads_close(res["grads"]["mi"], numeric)
+    assert res["loss_vae"] == pytest.approx(
+        O.infomaxloss(vae, mi, x, noise=noise, perm=perm, beta=beta, alpha=alpha), rel=1e-15)
+    assert res["loss_mi"] == pytest.approx(O.miloss(vae, mi, x, noise=noise, perm=perm), rel=1e-15)
+
+
+def test_fused_step_updates_both_from_the_parameters_before_the_step():
+    rng, vae, mi, x, noise, perm = _setup(85)
+    eta = 4e-3
+    res = O.infomax_train_fused_step(vae, mi, x, noise=noise, perm=perm, eta=eta)
+    for tree, new, grads in ((vae, res["vae"], res["grads"]["vae"]),
+                             (mi, res["mi"], res["grads"]["mi"])):
+        before, after = O.flat_params(tree), O.flat_params(new)
+        assert set(grads) == set(before)
+        for k, g in grads.items():   # the first Adam step moves each entry by eta sign(g)
+            np.testing.assert_allclose(after[k], before[k] - eta * g / (np.abs(g) + 1e-8),
+                                       rtol=1e-12, atol=1e-15)
+        assert all(st["step"] == 1 for st in res["opt_state"]["vae" if tree is vae else "mi"].values())
+    # the faithful step, even with the same draws for its critic, scores the critic on the
+    # UPDATED VAE: its critic update and loss differ, its VAE update does not
+    faithful = O.infomax_train_step(vae, mi, x, noise_vae=noise, perm_vae=perm, noise_mi=noise,
+                                    perm_mi=perm, eta=eta)
+    for k, v in O.flat_params(faithful["vae"]).items():
+        np.testing.assert_array_equal(O.flat_params(res["vae"])[k], v)
+    assert res["loss_mi"] != pytest.approx(faithful["loss_mi"], rel=1e-9)
+    assert any(not np.allclose(O.flat_params(res["mi"])[k], v, rtol=1e-9, atol=0)
+               for k, v in O.flat_params(faithful["mi"]).items())
+
+
+def test_fused_step_two_inputs_scores_x_out_and_feeds_x_to_the_critic():
+    rng, vae, mi, x, noise, perm = _setup(86, "SimpleGaussianDecoder")
+    x_out = rng.standard_normal(x.shape)
+    res = O.infomax_train_fused_step(vae, mi, x, x_out, noise=noise, perm=perm)
+    assert res["loss_vae"] == pytest.approx(O.infomaxloss(vae, mi, x, x_out, noise=noise, perm=perm),
+                                            rel=1e-15)
+    assert res["loss_vae"] != pytest.approx(O.infomaxloss(vae, mi, x, noise=noise, perm=perm),
+                                            rel=1e-9)
+    assert res["loss_mi"] == pytest.approx(O.miloss(vae, mi, x, noise=noise, perm=perm), rel=1e-15)
+
+
+def test_fused_training_chains_steps_and_keeps_the_last_gradients():
+    rng, vae, mi, x, noise, perm = _setup(87, "CategoricalDecoder")
+    draws = [noise, perm, rng.standard_normal(noise.shape), rng.permutation(B)]
+    res = O.infomax_train_fused(vae, mi, x, draws=draws, eta=1e-2, alpha=3.0)
+    one = O.infomax_train_fused_step(vae, mi, x, noise=draws[0], perm=draws[1], eta=1e-2, alpha=3.0)
+    two = O.infomax_train_fused_step(one["vae"], one["mi"], x, noise=draws[2], perm=draws[3],
+                                     opt_state=one["opt_state"], eta=1e-2, alpha=3.0)
+    assert res["loss_vae"] == [one["loss_vae"], two["loss_vae"]]
+    assert res["loss_mi"] == [one["loss_mi"], two["loss_mi"]]
+    for k, v in two["grads"]["mi"].items():
+        np.testing.assert_array_equal(res["grads"]["mi"][k], v)
+    for k, v in O.flat_params(two["vae"]).items():
+        np.testing.assert_array_equal(O.flat_params(res["vae"])[k], v)
+    assert all(st["step"] == 2 for st in res["opt_state"]["mi"].values())
+    with pytest.raises(ValueError, match="2 arrays"):
+        O.infomax_train_fused(vae, mi, x, draws=draws[:3])
+
+
 # ---------------------------------------------------------------------------
 # Case files
 # ---------------------------------------------------------------------------
