@@ -144,6 +144,14 @@ def train_draws(batch: int, steps: int) -> DrawPlan:
     return plan
 
 
+def fused_draws(batch: int, steps: int) -> DrawPlan:
+    """Per fused step (``train_(..., fused=True)``): one noise draw, then one permutation."""
+    plan = DrawPlan()
+    for s in range(steps):
+        plan.randn(f"noise.{s}", (batch, L)).shuffle(f"perm.{s}", batch)
+    return plan
+
+
 # ---------------------------------------------------------------------------
 # Models (oracle trees; every number is float32-representable)
 # ---------------------------------------------------------------------------
@@ -813,6 +821,51 @@ def _training():
                          "two VAEs.train!(vae, x_in, x_out, opt) calls with B = 257", eta=1e-2,
                          two=True))
     return out
+
+
+# --- the port's fused step (no counterpart in the reference) --------------------------------
+
+@case
+def _fused_training():
+    """``infomaxvaes.train_(..., fused=True)`` against the oracle's definition of it."""
+    def fused(name, kind, batch, steps, description, *, eta=None, beta=None, alpha=None,
+              two=False, image=False):
+        rng = data_rng(name)
+        d = N_IMAGE if image else D
+        vae = _vae(rng, kind, d, image=image)
+        mi = critic(rng, d, image=image)
+        if image:
+            x = rng.uniform(size=(batch, *IMAGE))
+            inputs = {"x": x, "x_out": x.reshape(batch, -1)}
+        else:
+            inputs = {"x": data_for(rng, kind, batch)}
+            if two:
+                inputs["x_out"] = data_for(rng, kind, batch)
+        kwargs = {"steps": steps}
+        for k, v in (("eta", eta), ("beta", beta), ("alpha", alpha)):
+            if v is not None:
+                kwargs[k] = v
+        return build(name, "infomax_train_fused",
+                     description + " (the port's fused step; the reference has none)",
+                     models={"vae": vae, "mi": mi}, inputs=inputs, kwargs=kwargs,
+                     plan=fused_draws(batch, steps))
+
+    return [
+        fused("infomax_train_fused_1step_b64", "JointGaussianLogDecoder", 64, 1,
+              "one train_(imv, x, opt, fused=True) call with Adam() (eta = 1e-3)"),
+        fused("infomax_train_fused_3steps_beta_alpha_b64", "BernoulliDecoder", 64, 3,
+              "three fused calls, Adam(1e-2), beta = 0.5, alpha = 5",
+              eta=1e-2, beta=0.5, alpha=5.0),
+        fused("infomax_train_fused_two_arg_2steps_b64", "SplitGaussianDecoder", 64, 2,
+              "two fused train_(imv, x_in, x_out, opt) calls, Adam(3e-3)", eta=3e-3, two=True),
+        fused("infomax_train_fused_1step_b257", "SimpleGaussianDecoder", 257, 1,
+              "one fused call with B = 257, beta = 2, alpha = 0.25", beta=2.0, alpha=0.25),
+        fused("infomax_train_fused_2steps_b2", "CategoricalDecoder", 2, 2,
+              "two fused calls with B = 2", eta=1e-2),
+        fused("infomax_train_fused_image_2steps_b2", "BernoulliDecoder", 2, 2,
+              "two fused calls on image input through Flatten() (x_in images, x_out flat), "
+              "Adam(1e-2), alpha = 2", eta=1e-2, alpha=2.0, image=True),
+    ]
 
 
 # --- paths where the reference raises, with nothing to compare -----------------------------
