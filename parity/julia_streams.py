@@ -399,8 +399,7 @@ def randn_float32(rng, shape: Sequence[int], julia: str = "1.11") -> np.ndarray:
     A Julia ``(L, B)`` array is the memory of a batch-first ``(B, L)`` array, so the
     draws fill ``shape`` in C order; each is the nearest float32 to a double draw.
     """
-    shape = tuple(int(s) for s in np.atleast_1d(shape)) if not isinstance(shape, tuple) else \
-        tuple(int(s) for s in shape)
+    shape = tuple(int(s) for s in np.atleast_1d(np.asarray(shape, dtype=np.int64)))
     if any(s < 0 for s in shape):
         raise ValueError(f"shape: expected non-negative sizes, got {shape}")
     n = int(np.prod(shape, dtype=np.int64))
