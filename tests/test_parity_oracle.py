@@ -864,8 +864,9 @@ def test_case_sizes_and_error_cases(tmp_path):
 # ---------------------------------------------------------------------------
 # The oracle's Julia streams (parity/julia_streams.py) against Julia's published values
 # ---------------------------------------------------------------------------
-# Every expected number below is printed in Julia's own docstrings and tests (collected in
-# the reference notes on Julia's random streams); none comes from this package.
+# Every expected number below is printed in Julia's own docstrings and tests (stdlib Random:
+# the Xoshiro, MersenneTwister, randperm, shuffle and randn! examples), apart from the
+# check values of dSFMT-19937's init_by_array; none comes from this package.
 
 
 def test_xoshiro_seeding_and_rand_match_julia():
