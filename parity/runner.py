@@ -1036,7 +1036,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(rows))
     print()
     if julia_dir is None:
-        print("Julia outputs: none (compared with the float64 oracle only; see README to regenerate)")
+        print("Julia outputs: none (nothing compared with Julia's own output: the package is compared "
+              "with the float64 oracle and the oracle's Julia streams; see README to regenerate)")
     else:
         print(f"Julia outputs: {julia_dir}")
     print(summary(report))
