@@ -71,6 +71,9 @@ OPS = {
     "vae_loss_gradient": (("vae",), ("x",), ("x_out",), "loss, grad.vae.*"),
     "infomax_train": (("vae", "mi"), ("x",), ("x_out",),
                       "loss_vae, loss_mi, params.{vae,mi}.*, adam.{vae,mi}.*.{m,v}"),
+    "infomax_train_fused": (("vae", "mi"), ("x",), ("x_out",),
+                            "loss_vae, loss_mi, grad.{vae,mi}.*, params.{vae,mi}.*, "
+                            "adam.{vae,mi}.*.{m,v}"),
     "vae_train": (("vae",), ("x",), ("x_out",), "loss, params.vae.*, adam.vae.*.{m,v}"),
     "mutual_info_chain_constructor": ((), (), (), "(the reference raises, D2)"),
 }
@@ -574,6 +577,21 @@ def evaluate_with_oracle(case: Mapping) -> dict:
                               alpha=kw.get("alpha", 1.0))
         out["loss_vae"] = np.asarray(res["loss_vae"], dtype=np.float64)
         out["loss_mi"] = np.asarray(res["loss_mi"], dtype=np.float64)
+        out.update(_prefixed(O.flat_params(res["vae"]), "params.vae."))
+        out.update(_prefixed(O.flat_params(res["mi"]), "params.mi."))
+        out.update(_adam_out(res["opt_state"]["vae"], "vae."))
+        out.update(_adam_out(res["opt_state"]["mi"], "mi."))
+    elif op == "infomax_train_fused":
+        steps = int(kw.get("steps", 1))
+        if len(draws) != 2 * steps:
+            raise ValueError("infomax_train_fused needs 2 draws (noise, permutation) per step")
+        res = O.infomax_train_fused(models["vae"], models["mi"], x, x_out, draws=draws,
+                                    eta=kw.get("eta", 1e-3), beta=kw.get("beta", 1.0),
+                                    alpha=kw.get("alpha", 1.0))
+        out["loss_vae"] = np.asarray(res["loss_vae"], dtype=np.float64)
+        out["loss_mi"] = np.asarray(res["loss_mi"], dtype=np.float64)
+        out.update(_prefixed(res["grads"]["vae"], "grad.vae."))
+        out.update(_prefixed(res["grads"]["mi"], "grad.mi."))
         out.update(_prefixed(O.flat_params(res["vae"]), "params.vae."))
         out.update(_prefixed(O.flat_params(res["mi"]), "params.mi."))
         out.update(_adam_out(res["opt_state"]["vae"], "vae."))

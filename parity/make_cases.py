@@ -10,10 +10,9 @@ Every case is deterministic: the weights and data of a case come from a NumPy
 generator seeded with the CRC-32 of the case's name (so adding a case changes
 no other file), and the random draws of the operation are the ones Julia's
 global generator gives after ``Random.seed!(julia_seed)``, reproduced with
-:mod:`autoencoder_toolkit.juliarng` (Julia 1.11 behaviour).  The expected
-outputs come from the independent float64 oracle (:mod:`parity.oracle`);
-the oracle does not import the package, this generator only uses its Julia
-random streams.
+the oracle's own Julia streams (:mod:`parity.julia_streams`, Julia 1.11
+behaviour).  The expected outputs come from the independent float64 oracle
+(:mod:`parity.oracle`).  Nothing here imports ``autoencoder_toolkit``.
 
 Where the reference raises but documents an intent (a ``seed`` keyword, D1;
 ``n_samples``, D3; a regularization in ``miloss`` or ``VAEs.loss``, D4/D6),
@@ -35,9 +34,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from autoencoder_toolkit import juliarng
-
 from . import cases_io as C
+from . import julia_streams as S
 from . import oracle as O
 
 CASES_DIR = Path(__file__).resolve().parent / "cases"
@@ -99,19 +97,24 @@ class DrawPlan:
         self.items.append((name, "shuffle", int(n), seed))
         return self
 
-    def values(self, julia_seed: int) -> list[tuple[str, str, np.ndarray]]:
-        """``(name, kind, value)`` for :func:`parity.cases_io.make_case`."""
-        rng = juliarng.seed_(julia_seed, julia=JULIA)
+    def specs(self) -> list[dict]:
+        """The plan as a case's ``draws`` list."""
         out = []
         for name, kind, arg, seed in self.items:
             if kind == "randn":
-                out.append((name, kind, juliarng.randn(rng, *arg, dtype=np.float32)))
-            elif seed is None:
-                out.append((name, kind, juliarng.shuffle(rng, range(arg))))
+                out.append({"name": name, "kind": kind, "shape": list(arg)})
             else:
-                mt = juliarng.MersenneTwister(seed, julia=JULIA)
-                out.append((name, kind, juliarng.shuffle(mt, range(arg))))
+                spec = {"name": name, "kind": kind, "n": arg}
+                if seed is not None:
+                    spec["rng"] = {"type": "MersenneTwister", "seed": int(seed)}
+                out.append(spec)
         return out
+
+    def values(self, julia_seed: int) -> list[tuple[str, str, np.ndarray]]:
+        """``(name, kind, value)`` for :func:`parity.cases_io.make_case`, from the
+        oracle's Julia streams (:func:`parity.julia_streams.replay`)."""
+        values, _ = S.replay(self.specs(), julia_seed, julia=JULIA)
+        return [(name, kind, values[name]) for name, kind, _, _ in self.items]
 
     def annotate(self, case: dict) -> None:
         """Record which shuffles use ``MersenneTwister(seed)`` instead of the global RNG."""
@@ -138,6 +141,14 @@ def train_draws(batch: int, steps: int) -> DrawPlan:
     for s in range(steps):
         plan.randn(f"noise.{s}.vae", (batch, L)).shuffle(f"perm.{s}.vae", batch)
         plan.randn(f"noise.{s}.mi", (batch, L)).shuffle(f"perm.{s}.mi", batch)
+    return plan
+
+
+def fused_draws(batch: int, steps: int) -> DrawPlan:
+    """Per fused step (``train_(..., fused=True)``): one noise draw, then one permutation."""
+    plan = DrawPlan()
+    for s in range(steps):
+        plan.randn(f"noise.{s}", (batch, L)).shuffle(f"perm.{s}", batch)
     return plan
 
 
@@ -810,6 +821,51 @@ def _training():
                          "two VAEs.train!(vae, x_in, x_out, opt) calls with B = 257", eta=1e-2,
                          two=True))
     return out
+
+
+# --- the port's fused step (no counterpart in the reference) --------------------------------
+
+@case
+def _fused_training():
+    """``infomaxvaes.train_(..., fused=True)`` against the oracle's definition of it."""
+    def fused(name, kind, batch, steps, description, *, eta=None, beta=None, alpha=None,
+              two=False, image=False):
+        rng = data_rng(name)
+        d = N_IMAGE if image else D
+        vae = _vae(rng, kind, d, image=image)
+        mi = critic(rng, d, image=image)
+        if image:
+            x = rng.uniform(size=(batch, *IMAGE))
+            inputs = {"x": x, "x_out": x.reshape(batch, -1)}
+        else:
+            inputs = {"x": data_for(rng, kind, batch)}
+            if two:
+                inputs["x_out"] = data_for(rng, kind, batch)
+        kwargs = {"steps": steps}
+        for k, v in (("eta", eta), ("beta", beta), ("alpha", alpha)):
+            if v is not None:
+                kwargs[k] = v
+        return build(name, "infomax_train_fused",
+                     description + " (the port's fused step; the reference has none)",
+                     models={"vae": vae, "mi": mi}, inputs=inputs, kwargs=kwargs,
+                     plan=fused_draws(batch, steps))
+
+    return [
+        fused("infomax_train_fused_1step_b64", "JointGaussianLogDecoder", 64, 1,
+              "one train_(imv, x, opt, fused=True) call with Adam() (eta = 1e-3)"),
+        fused("infomax_train_fused_3steps_beta_alpha_b64", "BernoulliDecoder", 64, 3,
+              "three fused calls, Adam(1e-2), beta = 0.5, alpha = 5",
+              eta=1e-2, beta=0.5, alpha=5.0),
+        fused("infomax_train_fused_two_arg_2steps_b64", "SplitGaussianDecoder", 64, 2,
+              "two fused train_(imv, x_in, x_out, opt) calls, Adam(3e-3)", eta=3e-3, two=True),
+        fused("infomax_train_fused_1step_b257", "SimpleGaussianDecoder", 257, 1,
+              "one fused call with B = 257, beta = 2, alpha = 0.25", beta=2.0, alpha=0.25),
+        fused("infomax_train_fused_2steps_b2", "CategoricalDecoder", 2, 2,
+              "two fused calls with B = 2", eta=1e-2),
+        fused("infomax_train_fused_image_2steps_b2", "BernoulliDecoder", 2, 2,
+              "two fused calls on image input through Flatten() (x_in images, x_out flat), "
+              "Adam(1e-2), alpha = 2", eta=1e-2, alpha=2.0, image=True),
+    ]
 
 
 # --- paths where the reference raises, with nothing to compare -----------------------------

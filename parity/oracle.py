@@ -66,6 +66,11 @@ arrays (class :class:`Var`): each primitive below carries its hand-written
 vector-Jacobian product.  The test-suite checks every gradient against
 central finite differences.
 
+One computation has no counterpart in the reference: the port's fused InfoMax-VAE step
+(:func:`infomax_train_fused_step`), whose documented semantics are written here from
+their definition (both gradients at the same draws and the same parameters), not from
+the port's single-pass implementation.
+
 Where the reference raises, the oracle raises :class:`ReferenceRaises`,
 naming the defect of the reference semantics document (D1, D3, D4, D6, D8,
 D9, D18, ...).  The one deliberate extension is
@@ -107,7 +112,8 @@ __all__ = [
     "infomaxloss_fixed_shuffle_grad", "infomaxloss_n_samples",
     "infomaxloss_n_samples_grad", "miloss", "miloss_grad", "vae_loss",
     "vae_loss_grad", "flat_params", "with_params", "adam_init", "adam_update",
-    "infomax_train_step", "infomax_train", "vae_train_step", "vae_train",
+    "infomax_train_step", "infomax_train", "infomax_train_fused_step", "infomax_train_fused",
+    "vae_train_step", "vae_train",
     "value_and_grad", "make_mlp_chain", "as_array", "iter_param_paths", "backward",
     "DECODER_FAMILIES",
 ]
@@ -1235,6 +1241,65 @@ def infomax_train(vae, mi, x, x_out=None, *, draws: Sequence, opt_state=None, et
         losses_mi.append(res["loss_mi"])
     return {"loss_vae": losses_vae, "loss_mi": losses_mi, "vae": vae, "mi": mi,
             "opt_state": opt_state}
+
+
+def infomax_train_fused_step(vae, mi, x, x_out=None, *, noise, perm, opt_state=None, eta=1e-3,
+                             betas=ADAM_BETAS, eps=ADAM_EPS, beta=1.0, alpha=1.0) -> dict:
+    """One fused InfoMax-VAE step (the port's ``train_(..., fused=True)``; the reference
+    has no such step, so this is the port's documented semantics, not the reference's).
+
+    One noise draw and one permutation serve both updates, and both gradients are taken
+    at the parameters ``(θ, φ)`` before the step.  With ``z(θ) = μ_θ(x) + noise ⊙
+    exp(logσ_θ(x))`` and the shuffled codes ``z̃ = z(θ)[perm]`` held constant,
+
+        I(θ, φ)  = mean_b g_φ(x_b, z_b(θ)) − mean_b exp(g_φ(x_b, z̃_b) − 1)
+        L_vae(θ) = −mean_b LL(x_out | dec_θ(z(θ))) + β·mean_b KL(q_θ(·|x_b)) − α·I(θ, φ)
+        L_mi(φ)  = −I(θ, φ)
+
+    (``x_out = x`` unless given; the critic always sees ``x``).  The VAE steps with
+    ``∇_θ L_vae`` (the critic fixed) and the critic with ``∇_φ L_mi`` (the VAE fixed, the
+    same ``z``), each by Adam with its own state.  Where the faithful step
+    (:func:`infomax_train_step`) evaluates the critic's loss on the *updated* VAE with a
+    second noise draw and permutation, this step reuses the first ones and the VAE
+    before its update.  ``loss_vae`` and ``loss_mi`` are both values before the step.
+
+    Returns ``{"loss_vae", "loss_mi", "vae", "mi", "opt_state", "grads"}`` as
+    :func:`infomax_train_step` does.
+    """
+    if opt_state is None:
+        opt_state = {"vae": adam_init(flat_params(vae), betas),
+                     "mi": adam_init(flat_params(mi), betas)}
+    loss_vae, g_vae = infomaxloss_grad(vae, mi, x, x_out, noise=noise, perm=perm,
+                                       beta=beta, alpha=alpha)
+    loss_mi, g_mi = miloss_grad(vae, mi, x, noise=noise, perm=perm)
+    p_vae, s_vae = adam_update(flat_params(vae), g_vae, opt_state["vae"], eta=eta,
+                               betas=betas, eps=eps)
+    p_mi, s_mi = adam_update(flat_params(mi), g_mi, opt_state["mi"], eta=eta,
+                             betas=betas, eps=eps)
+    return {"loss_vae": loss_vae, "loss_mi": loss_mi, "vae": with_params(vae, p_vae),
+            "mi": with_params(mi, p_mi), "opt_state": {"vae": s_vae, "mi": s_mi},
+            "grads": {"vae": g_vae, "mi": g_mi}}
+
+
+def infomax_train_fused(vae, mi, x, x_out=None, *, draws: Sequence, opt_state=None, eta=1e-3,
+                        betas=ADAM_BETAS, eps=ADAM_EPS, beta=1.0, alpha=1.0) -> dict:
+    """Several fused steps; ``draws`` is the flat stream ``[noise, perm] * steps``.
+
+    Returns ``{"loss_vae": [..], "loss_mi": [..], "vae", "mi", "opt_state", "grads"}``,
+    ``grads`` being those of the last step.
+    """
+    if len(draws) % 2 or not draws:
+        raise ValueError("draws must hold 2 arrays (noise, permutation) per fused step")
+    losses_vae, losses_mi, grads = [], [], None
+    for i in range(0, len(draws), 2):
+        res = infomax_train_fused_step(vae, mi, x, x_out, noise=draws[i], perm=draws[i + 1],
+                                       opt_state=opt_state, eta=eta, betas=betas, eps=eps,
+                                       beta=beta, alpha=alpha)
+        vae, mi, opt_state, grads = res["vae"], res["mi"], res["opt_state"], res["grads"]
+        losses_vae.append(res["loss_vae"])
+        losses_mi.append(res["loss_mi"])
+    return {"loss_vae": losses_vae, "loss_mi": losses_mi, "vae": vae, "mi": mi,
+            "opt_state": opt_state, "grads": grads}
 
 
 def vae_train_step(vae, x, x_out=None, *, noise, opt_state=None, eta=1e-3,

@@ -6,11 +6,15 @@ For each case file in ``parity/cases/`` the runner
    weights (``Dense.from_weights`` and the field constructors of the encoder, decoder
    and critic types);
 2. runs the case's operation with ``rng=juliarng.seed_(julia_seed)``, so that the
-   package draws the noise and the permutations itself, from the Julia-compatible
+   package draws the noise and the permutations itself, from its Julia-compatible
    stream, in its own order (and ``seed=k`` shuffles from ``MersenneTwister(k)``);
-3. replays the case's list of draws on a fresh stream and checks them bit for bit
-   against the stored ``draw_values``, and checks that the operation consumed exactly
-   that many draws (the next value of both streams must agree): row ``draws``;
+3. replays the case's list of draws twice, with the oracle's own Julia streams
+   (:mod:`parity.julia_streams`, written separately from the package) and with the
+   package's :mod:`autoencoder_toolkit.random.juliarng`, and checks bit for bit that
+   the stored ``draw_values``, the oracle's draws and the package's draws are the same,
+   and that the operation consumed exactly those draws (the next value of the
+   operation's stream equals the next value of the oracle's stream after the list):
+   row ``draws``;
 4. compares every expected quantity with the package's value, on every backend:
    ``torch`` always, ``numpy`` (and ``cupy`` where a CUDA device and CuPy exist) for
    the pure array functions and, through ``model.to_backend(name)`` when the package
@@ -73,6 +77,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from . import cases_io as C
+from . import julia_streams as S
 
 PARITY_DIR = Path(__file__).resolve().parent
 CASES_DIR = PARITY_DIR / "cases"
@@ -87,6 +92,9 @@ BACKENDS = ("torch", "numpy", "cupy")
 # ops whose computation is a pure array function (run on every backend directly)
 PURE_OPS = {"spherical_logprior", "encoder_kl", "encoder_logposterior", "decoder_loglikelihood",
             "reparameterize", "shuffle_latent"}
+# the port's own operations, with no counterpart in the reference: compared with the
+# oracle's definition of them; Julia outputs for them hold only the draws
+PORT_ONLY_OPS = {"infomax_train_fused"}
 # forward passes of models (run on other backends through model.to_backend)
 FORWARD_OPS = {"chain_forward", "encoder_forward", "decoder_forward", "mi_forward",
                "variational_mutual_info", "vae_forward", "infomaxvae_forward",
@@ -316,7 +324,8 @@ def _named(prefix: str, nt) -> dict:
 # ---------------------------------------------------------------------------
 
 def replay_draws(case: Mapping):
-    """Replay a case's draws: ``({name: value}, global stream after the draws)``."""
+    """Replay a case's draws with the package's ``juliarng``: ``({name: value}, global
+    stream after the draws)``."""
     from autoencoder_toolkit import juliarng
 
     rng = juliarng.seed_(int(case["julia_seed"]), julia=C.REFERENCE["julia"])
@@ -335,43 +344,61 @@ def replay_draws(case: Mapping):
     return values, rng
 
 
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.dtype == np.float32:
+        return bool(np.array_equal(a.view(np.uint32), b.view(np.uint32)))
+    return bool(np.array_equal(a, b))
+
+
+def _gap(a: np.ndarray, b: np.ndarray) -> float:
+    if a.shape != b.shape:
+        return float("inf")
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max(initial=0.0))
+
+
 def check_draws(case: Mapping, op_rng) -> Row:
-    """Stored draw values against the replay, and the stream position after the operation."""
+    """The draws of a case, bit for bit, against the oracle's own Julia streams.
+
+    Three sources must agree on every draw: the stored ``draw_values``, the oracle's
+    streams (:func:`parity.julia_streams.replay`) and the package's ``juliarng``
+    (:func:`replay_draws`).  With ``op_rng``, the package's stream after the operation,
+    its next value must also equal the next value of the oracle's stream after the
+    list: the operation consumed exactly the listed draws.
+    """
     from autoencoder_toolkit import juliarng
 
-    row = Row(case["name"], "draws", "-", versus="juliarng", rtol=0.0, atol=0.0)
+    row = Row(case["name"], "draws", "-", versus="oracle", rtol=0.0, atol=0.0)
     stored = C.decode_section(case, "draw_values")
-    replayed, after = replay_draws(case)
+    oracle, oracle_after = S.replay(case.get("draws") or [], int(case["julia_seed"]),
+                                    julia=C.REFERENCE["julia"])
+    package, _ = replay_draws(case)
     worst = 0.0
     problems = []
-    for name, value in replayed.items():
+    for name, want in oracle.items():
         if name not in stored:
             problems.append(f"{name} not stored")
-            continue
-        s = stored[name]
-        if s.shape != value.shape:
-            problems.append(f"{name}: shape {s.shape} != {value.shape}")
-            continue
-        if value.dtype == np.float32:
-            diff = np.abs(s.astype(np.float64) - value.astype(np.float64))
-            worst = max(worst, float(diff.max(initial=0.0)))
-            if not np.array_equal(s.view(np.uint32), value.view(np.uint32)):
-                problems.append(f"{name} differs")
-        elif not np.array_equal(s, value):
-            worst = max(worst, float(np.abs(s - value).max(initial=0)))
-            problems.append(f"{name} differs")
-    if op_rng is not None:
-        if juliarng.rand(op_rng) != juliarng.rand(after):
-            problems.append("the operation did not consume exactly the listed draws")
+        elif not _same_bits(stored[name], want):
+            worst = max(worst, _gap(stored[name], want))
+            problems.append(f"{name} differs from the oracle's streams (stored value)")
+        got = package.get(name)
+        if got is None or not _same_bits(np.asarray(got), want):
+            worst = max(worst, _gap(np.asarray(got), want) if got is not None else float("inf"))
+            problems.append(f"the package's juliarng gives another {name} than the oracle's streams")
+    if op_rng is not None and juliarng.rand(op_rng) != oracle_after.rand():
+        problems.append("the operation did not consume exactly the listed draws")
     row.max_abs = worst
     row.max_rel = 0.0 if worst == 0.0 else float("inf")
     row.ratio = 0.0 if not problems else float("inf")
-    row.members = len(replayed)
+    row.members = len(oracle)
     if problems:
         row.status = "FAIL"
         row.note = "; ".join(problems)
     else:
-        row.note = "bit-identical; stream position matches" if op_rng is not None else "bit-identical"
+        row.note = ("stored = oracle streams = package juliarng, bit for bit; stream position "
+                    "matches" if op_rng is not None else
+                    "stored = oracle streams = package juliarng, bit for bit")
     return row
 
 
@@ -407,6 +434,33 @@ def _grads(registry: Mapping, top: str, prefix: str = "grad.") -> dict:
             p = getattr(layer, pname)
             g = p.grad if p.grad is not None else torch.zeros_like(p)
             out[f"{prefix}{name}.{pname}"] = g
+    return out
+
+
+def _record_applied_gradients(optimizer, store: dict):
+    """Record, on every ``optimizer.step()``, the gradient each parameter is stepped with.
+
+    ``train_`` clears the gradients after its update; this pre-step hook keeps a copy of
+    the last ones it applied, keyed by ``id(parameter)``.  Returns the hook's handle.
+    """
+    def hook(opt, _args, _kwargs):
+        for group in opt.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    store[id(p)] = p.grad.detach().clone()
+
+    return optimizer.register_step_pre_hook(hook)
+
+
+def _applied_grads(registry: Mapping, top: str, store: Mapping) -> dict:
+    import torch
+
+    out = {}
+    for name, layer in registry.items():
+        if name.startswith(top + "."):
+            for pname in ("weight", "bias"):
+                p = getattr(layer, pname)
+                out[f"grad.{name}.{pname}"] = store.get(id(p), torch.zeros_like(p))
     return out
 
 
@@ -498,18 +552,28 @@ def run_torch(case: Mapping, rng) -> dict:
         if op == "vae_loss_gradient":
             loss.backward()
             out.update(_grads(registry, "vae"))
-    elif op == "infomax_train":
+    elif op in ("infomax_train", "infomax_train_fused"):
+        fused = op == "infomax_train_fused"
         imv = infomaxvaes.InfoMaxVAE(models["vae"], models["mi"])
         opt = aet.setup(torch.optim.Adam, imv, lr=float(kw.get("eta", 1e-3)))
         lkw = {"β": float(kw.get("beta", 1.0)), "α": float(kw.get("alpha", 1.0))}
+        applied: dict = {}
+        hooks = [_record_applied_gradients(o, applied) for o in (opt.vae, opt.mi)] if fused else []
         losses_vae, losses_mi = [], []
-        for _ in range(int(kw.get("steps", 1))):
-            l_vae, l_mi = infomaxvaes.train_(imv, *data, opt, infomaxloss_kwargs=lkw,
-                                             loss_return=True, rng=rng)
-            losses_vae.append(l_vae)
-            losses_mi.append(l_mi)
+        try:
+            for _ in range(int(kw.get("steps", 1))):
+                l_vae, l_mi = infomaxvaes.train_(imv, *data, opt, infomaxloss_kwargs=lkw,
+                                                 loss_return=True, rng=rng, fused=fused)
+                losses_vae.append(l_vae)
+                losses_mi.append(l_mi)
+        finally:
+            for h in hooks:
+                h.remove()
         out["loss_vae"] = np.array(losses_vae)
         out["loss_mi"] = np.array(losses_mi)
+        if fused:
+            out.update(_applied_grads(registry, "vae", applied))
+            out.update(_applied_grads(registry, "mi", applied))
         out.update(_params(registry, "vae"))
         out.update(_params(registry, "mi"))
         out.update(_adam(registry, "vae", opt.vae))
@@ -837,7 +901,8 @@ def _julia_error_row(case: Mapping, julia: Mapping) -> Row:
 
 def _julia_rows(case: Mapping, julia: Mapping, actual: Mapping) -> list[Row]:
     rows = []
-    if case.get("reference_error") or julia.get("error"):
+    port_only = case["op"] in PORT_ONLY_OPS
+    if not port_only and (case.get("reference_error") or julia.get("error")):
         rows.append(_julia_error_row(case, julia))
         if julia.get("error"):
             return rows
@@ -851,6 +916,8 @@ def _julia_rows(case: Mapping, julia: Mapping, actual: Mapping) -> list[Row]:
                         rtol=0.0, atol=0.0, status="FAIL" if bad else "PASS",
                         note=("Julia's draws differ: " + ", ".join(bad)) if bad else "Julia's draws identical",
                         members=len(jdraws)))
+    if port_only:  # the reference has no such operation: only its draws are compared
+        return rows
     for name, value in (julia.get("outputs") or {}).items():
         rows.append(compare(case, name, actual.get(name), value, "torch", versus="julia",
                             factor=JULIA_FACTOR))
@@ -969,7 +1036,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(rows))
     print()
     if julia_dir is None:
-        print("Julia outputs: none (compared with the float64 oracle only; see README to regenerate)")
+        print("Julia outputs: none (nothing compared with Julia's own output: the package is compared "
+              "with the float64 oracle and the oracle's Julia streams; see README to regenerate)")
     else:
         print(f"Julia outputs: {julia_dir}")
     print(summary(report))

@@ -1,4 +1,5 @@
-"""Checks of the float64 parity oracle (``parity/oracle.py``) and the case format.
+"""Checks of the float64 parity oracle (``parity/oracle.py``), its Julia random streams
+(``parity/julia_streams.py``) and the case format.
 
 Expected values come from closed forms (reference semantics, section 10) or
 from independent recomputation, never from earlier oracle output.  Every
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from parity import cases_io as C
+from parity import julia_streams as S
 from parity import oracle as O
 
 LOG2PI = math.log(2.0 * math.pi)
@@ -696,6 +698,78 @@ def test_vae_train_step():
                                    p0[k] - 2e-3 * g[k] / (np.abs(g[k]) + 1e-8), rtol=1e-12, atol=1e-15)
 
 
+def test_fused_step_gradients_match_finite_differences():
+    rng, vae, mi, x, noise, perm = _setup(84, "BernoulliDecoder")
+    beta, alpha = 0.7, 2.5
+    res = O.infomax_train_fused_step(vae, mi, x, noise=noise, perm=perm, eta=1e-3,
+                                     beta=beta, alpha=alpha)
+    # the VAE's gradient: infomaxloss with the shuffled codes of the parameters before the
+    # step held fixed (the shuffle is a constant), the critic fixed
+    z0 = O.as_array(O.vae_forward(vae, x, noise, latent=True)["z"])
+    numeric = _fd_grad(lambda v: O.infomaxloss_fixed_shuffle(v, mi, x, noise=noise,
+                                                             z_shuffle=z0[perm], beta=beta,
+                                                             alpha=alpha), vae)
+    _assert_grads_close(res["grads"]["vae"], numeric)
+    # the critic's gradient: miloss with the VAE before the step and the SAME draws
+    numeric = _fd_grad(lambda m: O.miloss(vae, m, x, noise=noise, perm=perm), mi)
+    _assert_grads_close(res["grads"]["mi"], numeric)
+    assert res["loss_vae"] == pytest.approx(
+        O.infomaxloss(vae, mi, x, noise=noise, perm=perm, beta=beta, alpha=alpha), rel=1e-15)
+    assert res["loss_mi"] == pytest.approx(O.miloss(vae, mi, x, noise=noise, perm=perm), rel=1e-15)
+
+
+def test_fused_step_updates_both_from_the_parameters_before_the_step():
+    rng, vae, mi, x, noise, perm = _setup(85)
+    eta = 4e-3
+    res = O.infomax_train_fused_step(vae, mi, x, noise=noise, perm=perm, eta=eta)
+    for tree, new, grads in ((vae, res["vae"], res["grads"]["vae"]),
+                             (mi, res["mi"], res["grads"]["mi"])):
+        before, after = O.flat_params(tree), O.flat_params(new)
+        assert set(grads) == set(before)
+        for k, g in grads.items():   # the first Adam step moves each entry by eta sign(g)
+            np.testing.assert_allclose(after[k], before[k] - eta * g / (np.abs(g) + 1e-8),
+                                       rtol=1e-12, atol=1e-15)
+        assert all(st["step"] == 1 for st in res["opt_state"]["vae" if tree is vae else "mi"].values())
+    # the faithful step, even with the same draws for its critic, scores the critic on the
+    # UPDATED VAE: its critic update and loss differ, its VAE update does not
+    faithful = O.infomax_train_step(vae, mi, x, noise_vae=noise, perm_vae=perm, noise_mi=noise,
+                                    perm_mi=perm, eta=eta)
+    for k, v in O.flat_params(faithful["vae"]).items():
+        np.testing.assert_array_equal(O.flat_params(res["vae"])[k], v)
+    assert res["loss_mi"] != pytest.approx(faithful["loss_mi"], rel=1e-9)
+    assert any(not np.allclose(O.flat_params(res["mi"])[k], v, rtol=1e-9, atol=0)
+               for k, v in O.flat_params(faithful["mi"]).items())
+
+
+def test_fused_step_two_inputs_scores_x_out_and_feeds_x_to_the_critic():
+    rng, vae, mi, x, noise, perm = _setup(86, "SimpleGaussianDecoder")
+    x_out = rng.standard_normal(x.shape)
+    res = O.infomax_train_fused_step(vae, mi, x, x_out, noise=noise, perm=perm)
+    assert res["loss_vae"] == pytest.approx(O.infomaxloss(vae, mi, x, x_out, noise=noise, perm=perm),
+                                            rel=1e-15)
+    assert res["loss_vae"] != pytest.approx(O.infomaxloss(vae, mi, x, noise=noise, perm=perm),
+                                            rel=1e-9)
+    assert res["loss_mi"] == pytest.approx(O.miloss(vae, mi, x, noise=noise, perm=perm), rel=1e-15)
+
+
+def test_fused_training_chains_steps_and_keeps_the_last_gradients():
+    rng, vae, mi, x, noise, perm = _setup(87, "CategoricalDecoder")
+    draws = [noise, perm, rng.standard_normal(noise.shape), rng.permutation(B)]
+    res = O.infomax_train_fused(vae, mi, x, draws=draws, eta=1e-2, alpha=3.0)
+    one = O.infomax_train_fused_step(vae, mi, x, noise=draws[0], perm=draws[1], eta=1e-2, alpha=3.0)
+    two = O.infomax_train_fused_step(one["vae"], one["mi"], x, noise=draws[2], perm=draws[3],
+                                     opt_state=one["opt_state"], eta=1e-2, alpha=3.0)
+    assert res["loss_vae"] == [one["loss_vae"], two["loss_vae"]]
+    assert res["loss_mi"] == [one["loss_mi"], two["loss_mi"]]
+    for k, v in two["grads"]["mi"].items():
+        np.testing.assert_array_equal(res["grads"]["mi"][k], v)
+    for k, v in O.flat_params(two["vae"]).items():
+        np.testing.assert_array_equal(O.flat_params(res["vae"])[k], v)
+    assert all(st["step"] == 2 for st in res["opt_state"]["mi"].values())
+    with pytest.raises(ValueError, match="2 arrays"):
+        O.infomax_train_fused(vae, mi, x, draws=draws[:3])
+
+
 # ---------------------------------------------------------------------------
 # Case files
 # ---------------------------------------------------------------------------
@@ -785,3 +859,158 @@ def test_case_sizes_and_error_cases(tmp_path):
     with pytest.raises(O.ReferenceRaises):
         C.make_case("d1", "shuffle_latent", inputs={"z": draws[0][2]}, kwargs={"seed": 5},
                     draws=[("perm.0", "shuffle", draws[1][2])], julia_seed=3)
+
+
+# ---------------------------------------------------------------------------
+# The oracle's Julia streams (parity/julia_streams.py) against Julia's published values
+# ---------------------------------------------------------------------------
+# Every expected number below is printed in Julia's own docstrings and tests (stdlib Random:
+# the Xoshiro, MersenneTwister, randperm, shuffle and randn! examples), apart from the
+# check values of dSFMT-19937's init_by_array; none comes from this package.
+
+
+def test_xoshiro_seeding_and_rand_match_julia():
+    # rand(Xoshiro(1234), 2) == (Random.seed!(1234); rand(2)) in every Julia version
+    expected = [0.32597672886359486, 0.5490511363155669]
+    for rng in (S.Xoshiro(1234), S.seed_global(1234)):
+        assert [rng.rand(), rng.rand()] == expected
+    # Random.seed!(123); randn()
+    assert S.randn(S.seed_global(123)) == -0.6457306721039767
+
+
+def test_xoshiro_randn_and_shuffle_match_julia_1_11():
+    rng = S.Xoshiro(123)
+    assert [S.randn(rng) for _ in range(5)] == [
+        -0.6457306721039767, -1.4632513788889214, -1.6236037455860806, -0.21766510678354617,
+        0.4922456865251828]
+    # shuffle(Xoshiro(123), 1:10), Julia 1.11 and 1.12 (forward Fisher-Yates)
+    assert (S.shuffle(S.Xoshiro(123), 10) + 1).tolist() == [5, 4, 2, 3, 6, 10, 8, 1, 9, 7]
+
+
+def test_dsfmt_init_by_array_matches_the_published_outputs():
+    mt = S.MersenneTwister.from_key([1, 2, 3, 4])
+    got = [mt.rand() + 1.0 for _ in range(4)]
+    np.testing.assert_allclose(got, [1.426834076845924, 1.669573575226984, 1.161348943376632,
+                                     1.218790313522451], rtol=0, atol=1e-15)
+
+
+def test_mersenne_twister_matches_julia_1_10():
+    mt = S.MersenneTwister(1234, julia="1.10")
+    assert [mt.rand(), mt.rand()] == [0.5908446386657102, 0.7667970365022592]
+    assert (S.randperm(S.MersenneTwister(1234, julia="1.10"), 4) + 1).tolist() == [2, 1, 4, 3]
+    # shuffle up to 1.10: the backward pass with a shrinking mask
+    perm = S.shuffle(S.MersenneTwister(1234, julia="1.10"), 10, julia="1.10") + 1
+    assert perm.tolist() == [6, 1, 10, 2, 3, 9, 5, 7, 4, 8]
+    mt = S.MersenneTwister(1234, julia="1.10")
+    assert [S.randn(mt, "1.10") for _ in range(5)] == [
+        0.8673472019512456, -0.9017438158568171, -0.4944787535042339, -0.9029142938652416,
+        0.8644013132535154]
+
+
+def test_mersenne_twister_seeding_through_sha256_matches_julia_1_11():
+    mt = S.MersenneTwister(123)
+    assert [mt.rand(), mt.rand()] == [0.37453777969575874, 0.8735343642013971]
+    # the two seedings give different streams for the same seed
+    assert S.MersenneTwister(123, julia="1.10").rand() != 0.37453777969575874
+
+
+def test_ziggurat_tables_spot_values_and_shape():
+    k, w, f = S.ziggurat_tables()
+    assert len(k) == len(w) == len(f) == 256
+    assert k[0] == 0x0007799EC012F7B2 and k[255] == 0x00078D2D25998E24 and k[1] == 0
+    assert w[0] == 1.736725412160263e-15
+    assert f[0] == 1.0 and f[255] == pytest.approx(math.exp(-0.5 * S.ZIGGURAT_R ** 2), rel=1e-15)
+    assert w[255] == pytest.approx(S.ZIGGURAT_R / 2 ** 51, rel=1e-15)
+    # strips: x grows and the density falls from strip 1 to strip 255
+    assert all(w[i] < w[i + 1] for i in range(1, 255))
+    assert all(f[i] > f[i + 1] for i in range(0, 255))
+    assert all(0 <= ki < 2 ** 51 for ki in k)
+
+
+class _Scripted:
+    """A generator stub that replays given 52-bit draws and uniforms."""
+
+    def __init__(self, bits, uniforms):
+        self.bits, self.uniforms = list(bits), list(uniforms)
+
+    def bits52(self):
+        return self.bits.pop(0)
+
+    def rand(self):
+        return self.uniforms.pop(0)
+
+
+def test_randn_tail_by_hand_in_both_versions():
+    k, _, _ = S.ziggurat_tables()
+    rabs = ((k[0] >> 9) + 1) << 9   # strip 0, beyond k[0], bit 8 clear
+    r = rabs << 1                     # bit 0 clear
+    assert rabs & 0xFF == 0 and (rabs >> 8) & 1 == 0 and k[0] <= rabs < 2 ** 51
+    u1, u2 = 0.25, 0.75
+    inv_r = 1.0 / S.ZIGGURAT_R
+    # 1.11 and later: log1p(-u); the first pair is accepted when 2 eta > xi^2
+    xi, eta = -inv_r * math.log1p(-u1), -math.log1p(-u2)
+    assert eta + eta > xi * xi
+    assert S.randn(_Scripted([r], [u1, u2]), "1.11") == S.ZIGGURAT_R + xi
+    # up to 1.10: log(u)
+    xi, eta = -inv_r * math.log(u1), -math.log(u2)
+    assert eta + eta > xi * xi
+    assert S.randn(_Scripted([r], [u1, u2]), "1.10") == S.ZIGGURAT_R + xi
+    # bit 8 of r >> 1 gives the sign of a tail draw (bit 0 does not)
+    assert S.randn(_Scripted([r | (1 << 9)], [u1, u2]), "1.11") < -S.ZIGGURAT_R
+    assert S.randn(_Scripted([r | 1], [u1, u2]), "1.11") > S.ZIGGURAT_R
+
+
+def test_randn_float32_fills_in_julia_column_major_order():
+    shape = (5, 3)  # Julia randn(Float32, 3, 5)
+    got = S.randn_float32(S.seed_global(7), shape)
+    rng = S.seed_global(7)
+    flat = np.array([S.randn(rng) for _ in range(15)]).astype(np.float32)
+    assert got.dtype == np.float32 and got.shape == shape
+    np.testing.assert_array_equal(got.ravel(order="C"), flat)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 8, 9, 64, 257])
+def test_randperm_and_shuffle_are_permutations(n):
+    for julia in ("1.10", "1.11"):
+        for perm in (S.randperm(S.seed_global(n + 1), n), S.shuffle(S.seed_global(n + 1), n, julia)):
+            assert sorted(perm.tolist()) == list(range(n))
+    # from Julia 1.11, shuffle(rng, 1:n) == randperm(rng, n)
+    np.testing.assert_array_equal(S.shuffle(S.seed_global(n + 3), n), S.randperm(S.seed_global(n + 3), n))
+    # n <= 1 draws nothing
+    if n <= 1:
+        rng = S.seed_global(5)
+        S.shuffle(rng, n)
+        assert rng.rand() == S.seed_global(5).rand()
+
+
+def test_replay_follows_the_draw_list():
+    draws = [{"name": "noise.0", "kind": "randn", "shape": [3, 2]},
+             {"name": "perm.0", "kind": "shuffle", "n": 3},
+             {"name": "perm.k", "kind": "shuffle", "n": 6,
+              "rng": {"type": "MersenneTwister", "seed": 4}}]
+    values, after = S.replay(draws, 17)
+    rng = S.seed_global(17)
+    np.testing.assert_array_equal(values["noise.0"], S.randn_float32(rng, (3, 2)))
+    np.testing.assert_array_equal(values["perm.0"], S.shuffle(rng, 3))
+    np.testing.assert_array_equal(values["perm.k"], S.shuffle(S.MersenneTwister(4), 6))
+    assert after.rand() == rng.rand()   # the MersenneTwister shuffle left the global stream alone
+    with pytest.raises(ValueError, match="unknown kind"):
+        S.replay([{"name": "u", "kind": "rand"}], 1)
+    with pytest.raises(ValueError, match="unknown generator"):
+        S.replay([{"name": "p", "kind": "shuffle", "n": 2, "rng": {"type": "Xoshiro", "seed": 1}}], 1)
+
+
+@pytest.mark.parametrize("seed, error", [(-1, ValueError), (2 ** 31, ValueError), (1.5, TypeError),
+                                         (True, TypeError), ("3", TypeError)])
+def test_seeds_outside_the_checked_range_are_refused(seed, error):
+    with pytest.raises(error, match="seed"):
+        S.seed_global(seed)
+    with pytest.raises(error, match="seed"):
+        S.MersenneTwister(seed)
+
+
+def test_unknown_julia_versions_are_refused():
+    with pytest.raises(ValueError, match="julia: expected"):
+        S.shuffle(S.seed_global(1), 4, julia="1.8")
+    with pytest.raises(ValueError, match="julia: expected"):
+        S.MersenneTwister(1, julia="2.0")

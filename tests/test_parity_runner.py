@@ -3,9 +3,12 @@
 * every case file validates, stays small, and together they cover the list of the
   parity issue (encoder and decoder types, batch sizes 2/64/257, n_samples > 1,
   beta and alpha other than 1, image input through Flatten, two data arguments,
-  training with Adam, seeded shuffles, paths where the reference raises);
+  training with Adam, the fused training step, seeded shuffles, paths where the
+  reference raises);
+* the stored draws are what the oracle's own Julia streams give;
 * the runner passes on the clean package and fails, with a readable row naming the
-  case and the quantity, when a formula is deliberately broken or a draw is changed;
+  case and the quantity, when a formula is deliberately broken, a draw is changed, the
+  package's Julia streams drift from the oracle's, or the fused step is broken;
 * regenerating the fixtures reproduces the committed files.
 """
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from parity import cases_io as C
+from parity import julia_streams as S
 from parity import make_cases as M
 from parity import runner as R
 
@@ -82,7 +86,7 @@ def test_fixtures_cover_the_issue_list():
                    "shuffle_latent", "mi_forward", "variational_mutual_info", "vae_forward",
                    "infomaxvae_forward", "variational_mutual_info_model", "infomaxloss",
                    "infomaxloss_gradient", "miloss", "miloss_gradient", "vae_loss",
-                   "vae_loss_gradient", "infomax_train", "vae_train",
+                   "vae_loss_gradient", "infomax_train", "infomax_train_fused", "vae_train",
                    "mutual_info_chain_constructor"}
     types = {t["type"] for c in ALL.values() for t in _typed_specs(c)}
     assert types >= ENCODERS | DECODERS | {"MutualInfoChain"}
@@ -99,21 +103,22 @@ def test_fixtures_cover_the_issue_list():
                for c in lin)
     # batch sizes
     assert {2, 64, 257} <= {_batch(c) for c in ALL.values()}
-    for op in ("infomaxloss", "infomax_train", "shuffle_latent", "reparameterize"):
+    for op in ("infomaxloss", "infomax_train", "infomax_train_fused", "shuffle_latent",
+               "reparameterize"):
         assert {2, 64, 257} <= {_batch(c) for c in ALL.values() if c["op"] == op}, op
     # n_samples > 1 (documented intent; the reference raises, D3), value and gradient
     ns = [c for c in ALL.values() if (c["kwargs"].get("n_samples") or 1) > 1]
     assert {c["op"] for c in ns} == {"infomaxloss", "infomaxloss_gradient"}
     assert all(c["reference_error"]["defect"] == "D3" and c["expected"] for c in ns)
     # beta and alpha other than 1, in losses and training
-    for op in ("infomaxloss", "infomaxloss_gradient", "infomax_train"):
+    for op in ("infomaxloss", "infomaxloss_gradient", "infomax_train", "infomax_train_fused"):
         assert any(c["kwargs"].get("beta", 1.0) != 1.0 for c in ALL.values() if c["op"] == op), op
         assert any(c["kwargs"].get("alpha", 1.0) != 1.0 for c in ALL.values() if c["op"] == op), op
     assert any(c["kwargs"].get("beta", 1.0) != 1.0 for c in ALL.values() if c["op"] == "vae_train")
     # image-shaped input through Flatten: encoder and critic data layer
     images = [c for c in ALL.values() if "x" in c["inputs"] and len(c["inputs"]["x"]["shape"]) == 4]
     assert {c["op"] for c in images} >= {"encoder_forward", "mi_forward", "infomaxloss",
-                                         "infomax_train", "chain_forward"}
+                                         "infomax_train", "infomax_train_fused", "chain_forward"}
     for c in images:
         for t in _typed_specs(c):
             if t["type"] == "MutualInfoChain":
@@ -121,13 +126,24 @@ def test_fixtures_cover_the_issue_list():
             if t["type"] in ENCODERS:
                 assert _has_flatten(t["encoder"]), c["name"]
     # two data arguments
-    for op in ("infomaxloss", "infomaxloss_gradient", "infomax_train", "vae_loss", "vae_train"):
+    for op in ("infomaxloss", "infomaxloss_gradient", "infomax_train", "infomax_train_fused",
+               "vae_loss", "vae_train"):
         assert any("x_out" in c["inputs"] for c in ALL.values() if c["op"] == op), op
     # several training steps, Adam state compared
     assert any(c["kwargs"].get("steps", 1) > 1 for c in ALL.values() if c["op"] == "infomax_train")
     assert any(c["kwargs"].get("steps", 1) > 1 for c in ALL.values() if c["op"] == "vae_train")
     train = next(c for c in ALL.values() if c["op"] == "infomax_train")
     assert any(k.startswith("adam.mi.") and k.endswith(".v") for k in train["expected"])
+    # the fused step: several steps, its gradients, parameters and Adam moments compared;
+    # one noise draw and one permutation per step
+    fused = [c for c in ALL.values() if c["op"] == "infomax_train_fused"]
+    assert any(c["kwargs"].get("steps", 1) > 1 for c in fused)
+    for c in fused:
+        heads = {k.split(".")[0] + "." + k.split(".")[1] for k in c["expected"] if "." in k}
+        assert heads >= {"grad.vae", "grad.mi", "params.vae", "params.mi", "adam.vae", "adam.mi"}
+        assert {"loss_vae", "loss_mi"} <= set(c["expected"]), c["name"]
+        assert [d["kind"] for d in c["draws"]] == ["randn", "shuffle"] * c["kwargs"]["steps"]
+        assert not c["reference_error"]
     # seeded shuffles: MersenneTwister(seed) draws, compared with the documented intent (D1)
     seeded = [c for c in ALL.values() if c["kwargs"].get("seed") is not None]
     assert {c["op"] for c in seeded} >= {"shuffle_latent", "infomaxloss", "miloss", "infomaxvae_forward"}
@@ -141,19 +157,30 @@ def test_fixtures_cover_the_issue_list():
     assert defects >= {"D1", "D2", "D3", "D4", "D6", "D8"}
 
 
-def test_stored_draws_are_the_julia_streams():
-    from autoencoder_toolkit import juliarng
-
+def test_stored_draws_are_the_oracles_julia_streams():
     case = ALL["infomax_train_1step_b64"]
     dv = C.decode_section(case, "draw_values")
-    rng = juliarng.seed_(case["julia_seed"])
-    np.testing.assert_array_equal(dv["noise.0.vae"], juliarng.randn(rng, 64, 2, dtype=np.float32))
-    np.testing.assert_array_equal(dv["perm.0.vae"], juliarng.shuffle(rng, range(64)))
-    np.testing.assert_array_equal(dv["noise.0.mi"], juliarng.randn(rng, 64, 2, dtype=np.float32))
-    np.testing.assert_array_equal(dv["perm.0.mi"], juliarng.randperm(rng, 64))  # 1.11: shuffle == randperm
+    rng = S.seed_global(case["julia_seed"])
+    np.testing.assert_array_equal(dv["noise.0.vae"], S.randn_float32(rng, (64, 2)))
+    np.testing.assert_array_equal(dv["perm.0.vae"], S.shuffle(rng, 64))
+    np.testing.assert_array_equal(dv["noise.0.mi"], S.randn_float32(rng, (64, 2)))
+    np.testing.assert_array_equal(dv["perm.0.mi"], S.randperm(rng, 64))  # 1.11: shuffle == randperm
     seeded = ALL["shuffle_latent_seed7_b64"]
     np.testing.assert_array_equal(C.decode_section(seeded, "draw_values")["perm.0"],
-                                  juliarng.shuffle(juliarng.MersenneTwister(7), range(64)))
+                                  S.shuffle(S.MersenneTwister(7), 64))
+    fused = ALL["infomax_train_fused_2steps_b2"]
+    dv = C.decode_section(fused, "draw_values")
+    rng = S.seed_global(fused["julia_seed"])
+    for step in range(2):
+        np.testing.assert_array_equal(dv[f"noise.{step}"], S.randn_float32(rng, (2, 2)))
+        np.testing.assert_array_equal(dv[f"perm.{step}"], S.shuffle(rng, 2))
+    # every case: the stored values are the oracle's replay of its list of draws
+    for name, c in ALL.items():
+        values, _ = S.replay(c["draws"], c["julia_seed"], julia=C.REFERENCE["julia"])
+        stored = C.decode_section(c, "draw_values")
+        assert set(values) == set(stored), name
+        for k, v in values.items():
+            assert v.dtype == stored[k].dtype and np.array_equal(v, stored[k]), (name, k)
 
 
 def _same_up_to_platform_rounding(fresh: str, committed: str) -> bool:
@@ -294,6 +321,53 @@ def test_an_extra_draw_is_caught(monkeypatch, capsys):
     assert re.search(r"shuffle_latent_b64\s+z_shuffle\s+torch\s.*FAIL", out)
 
 
+def test_package_streams_that_drift_from_the_oracle_are_caught(monkeypatch):
+    from autoencoder_toolkit import juliarng
+
+    case = ALL["infomaxloss_b2"]
+    assert not R.check_draws(case, None).failed
+    original = juliarng.randn
+
+    def drifting(rng, *dims, **kw):   # one ulp off in the first entry
+        out = np.array(original(rng, *dims, **kw))
+        out.flat[0] = np.nextafter(out.flat[0], np.float32(np.inf))
+        return out
+
+    monkeypatch.setattr(juliarng, "randn", drifting)
+    row = R.check_draws(case, None)
+    assert row.failed and row.versus == "oracle"
+    assert "the package's juliarng gives another noise.0 than the oracle's streams" in row.note
+    assert "stored" not in row.note   # the fixture itself still agrees with the oracle
+
+
+def test_a_broken_fused_step_fails_readably(monkeypatch, capsys):
+    from autoencoder_toolkit.models import fused
+
+    # drop the alpha scaling of the gradient that reaches the codes through the critic
+    monkeypatch.setattr(fused._ScaleGradient, "apply", lambda z, scale: z)
+    code, out = _run(["--case", "infomax_train_fused_1step_b257"], capsys)   # alpha = 0.25
+    assert code == 1
+    fails = _rows(out, "FAIL")
+    assert any(re.match(r"infomax_train_fused_1step_b257\s+grad\.vae\.\* \(\d+\)\s+torch\s+oracle\s", r)
+               for r in fails), out
+    # a first Adam step moves by about eta sign(g), but its first moment is 0.1 g
+    assert any(re.match(r"infomax_train_fused_1step_b257\s+adam\.vae\.\*\.m", r) for r in fails)
+    # the losses and the critic's side of the first step do not depend on that scaling
+    for ok in ("loss_vae", "loss_mi", r"grad\.mi\.\*", r"params\.mi\.\*", "draws"):
+        assert not any(re.match(rf"infomax_train_fused_1step_b257\s+{ok}\s", r) for r in fails), ok
+
+
+def test_the_fused_step_is_not_the_faithful_one(capsys):
+    """Run as the faithful step, a fused case's critic (scored there on the updated VAE,
+    with other draws) must fail: the cases tell the two steps apart."""
+    case = json.loads(json.dumps(ALL["infomax_train_fused_1step_b64"]))
+    case["op"] = "infomax_train"
+    rows = [r for r in R.run_case(case, ["torch"], model_export=False) if r.failed]
+    assert any(r.quantity == "loss_mi" for r in rows)
+    assert any(r.quantity.startswith("params.mi.") for r in rows)
+    assert any("did not consume exactly the listed draws" in r.note for r in rows if r.quantity == "draws")
+
+
 def test_changed_draw_values_are_caught():
     case = json.loads(json.dumps(ALL["reparameterize_log_b64"]))
     case["draw_values"]["noise.0"]["data"][3] = 0.5
@@ -317,7 +391,9 @@ def _fake_julia_outputs(directory: Path, names, tamper=None):
         case = ALL[name]
         err = None
         outputs = {}
-        if case["reference_error"]:
+        if case["op"] in R.PORT_ONLY_OPS:
+            pass  # nothing to run in the reference: only the draws are recorded
+        elif case["reference_error"]:
             err = {"exception": case["reference_error"]["exception"], "message": "raised"}
         else:
             for k, v in C.decode_section(case, "expected").items():
@@ -334,13 +410,17 @@ def _fake_julia_outputs(directory: Path, names, tamper=None):
 
 
 def test_julia_outputs_are_compared_when_present(tmp_path, capsys):
-    names = ["miloss_b64", "infomaxloss_n_samples3_b64", "encoder_kl_b64"]
+    names = ["miloss_b64", "infomaxloss_n_samples3_b64", "encoder_kl_b64",
+             "infomax_train_fused_2steps_b2"]
     _fake_julia_outputs(tmp_path / "ok", names)
     argv = ["--julia-outputs", str(tmp_path / "ok")] + [a for n in names for a in ("--case", n)]
     code, out = _run(argv, capsys)
     assert code == 0, out
     assert re.search(r"miloss_b64\s+loss\s+torch\s+julia\s.*PASS", out)
     assert re.search(r"infomaxloss_n_samples3_b64\s+\(reference error\)\s.*julia.*PASS", out)
+    # the fused step has no reference counterpart: Julia's draws only, no output rows
+    assert re.search(r"infomax_train_fused_2steps_b2\s+draws \(4\)\s+-\s+julia\s.*PASS", out)
+    assert not re.search(r"infomax_train_fused_2steps_b2\s+\S+.*\s+torch\s+julia\s", out)
     _fake_julia_outputs(tmp_path / "bad", ["miloss_b64"], tamper={"miloss_b64": "loss"})
     code, out = _run(["--julia-outputs", str(tmp_path / "bad"), "--case", "miloss_b64"], capsys)
     assert code == 1

@@ -20,6 +20,8 @@
 #      that the reference draws the same noise and permutations itself;
 #   4. writes parity/julia_outputs/<name>.json with the outputs, the recorded
 #      draws, and the exception where the reference raises.
+# Cases of the port's own fused training step (op infomax_train_fused) have no
+# counterpart in the reference: for them only the draws are recorded.
 #
 # Layout: arrays in the case files have batch-first (Python) shapes, flattened
 # in C order, which is the memory of the Julia array of the reversed shape:
@@ -552,6 +554,9 @@ function run_op(case, M, reg, X, kw)
         out["loss"] = losses
         params_out!(out, vae, reg, :vae)
         adam_out!(out, opt, reg, :vae)
+    elseif op == "infomax_train_fused"
+        # the port's fused step has no counterpart in the reference: nothing is run, and
+        # only the draws (recorded by `process`) are compared
     elseif op == "mutual_info_chain_constructor"
         si = kw["size_input"]
         size_input = si isa AbstractVector ? Int[Int(s) for s in si] : Int(si)
