@@ -101,7 +101,7 @@ _LAZY_NAMES = {
     "from_julia_layout": "backends.layout", "to_julia_layout": "backends.layout",
 }
 _SUBPACKAGES = ("random", "backends", "densities", "distributions", "outputs", "io", "data", "inference", "models",
-                "evaluation", "training", "experiments", "cli", "testing")
+                "evaluation", "training", "experiments", "sklearn", "cli", "testing")
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""The CuPy backend: CUDA arrays without torch (optional: ``pip install autoencoder-toolkit[cuda]``)."""
+"""The CuPy backend: CUDA arrays without torch (optional: ``pip install cupy-cuda12x``)."""
 
 from __future__ import annotations
 

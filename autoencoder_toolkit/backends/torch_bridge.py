@@ -298,7 +298,7 @@ def check_kernels(kernels: Any, *tensors: torch.Tensor) -> None:
     why = cuda_unavailable_reason()
     if why is not None:
         raise ImportError(f"kernels='cupy' needs CuPy and a CUDA device: {why}. "
-                          "Install it with: pip install 'autoencoder-toolkit[cuda]'")
+                          "Install it with: pip install cupy-cuda12x (or pip install -e '.[cuda]' in the package's folder)")
 
 
 def fused_kernels_for(kernels: Any, *tensors: torch.Tensor) -> contextlib.AbstractContextManager:

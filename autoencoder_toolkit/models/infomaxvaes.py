@@ -409,7 +409,7 @@ def infomaxloss(vae: VAE, mi: MutualInfoChain, x_in: Any, x_out: Any = None, *,
 
     Parameters
     ----------
-    β (``beta``), α (``alpha``):
+    beta, alpha (β, α):
         Weights of the KL and MI terms (default 1).
     n_samples:
         Number of latent draws averaged over (default 1, the reference's only case).

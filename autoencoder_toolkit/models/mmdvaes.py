@@ -204,7 +204,7 @@ def gaussian_kernel(x: Any, y: Any, *, ρ: Any = None, dims: int = 0, rho: Any =
         Points as the rows of ``(n, D)`` and ``(m, D)`` arrays (``dims=0``, the batch-first
         layout: a batch of codes ``z`` is a set of points), or as the columns of ``(D, n)``
         and ``(D, m)`` arrays (``dims=1``). NumPy, torch or CuPy, of one kind.
-    ρ (alias ``rho``):
+    rho (ρ):
         Bandwidth, a positive number (default 1). Larger ``ρ`` gives a smoother kernel.
     dims:
         The axis that indexes the points: 0 (default; Julia's ``dims=2`` on the same
@@ -413,13 +413,13 @@ def loss(mmdvae: MMDVAE, x_in: Any, x_out: Any = None, *, σ: float | None = Non
 
     Parameters
     ----------
-    λ (alias ``lambda_``):
+    lambda_ (λ):
         With ``α``, the weight ``λ + α − 1`` of the MMD term; default 1.
-    α (alias ``alpha``):
+    alpha (α):
         Moves weight from the KL term (``1 − α``) to the MMD term; default 0. Any finite
         real numbers are accepted, as in the reference (``1 − α`` or ``λ + α − 1`` may be
         negative).
-    σ (alias ``sigma``):
+    sigma (σ):
         When given, passed as ``σ=`` to ``reconstruction_loglikelihood``: the fixed
         standard deviation of a ``SimpleGaussianDecoder``. Default: not passed.
     n_latent_samples:

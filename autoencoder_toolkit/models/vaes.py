@@ -263,7 +263,7 @@ def loss(vae: VAE, x_in: Any, x_out: Any = None, *, β: float | None = None,
 
     Parameters
     ----------
-    β (alias ``beta``):
+    beta (β):
         Weight of the KL term, default 1.
     reconstruction_loglikelihood:
         ``f(x, z, decoder, decoder_output) -> (B,)``; default :func:`decoder_loglikelihood`.
@@ -279,6 +279,8 @@ def loss(vae: VAE, x_in: Any, x_out: Any = None, *, β: float | None = None,
         log-likelihood and the KL term run as fused CuPy kernels inside autograd
         (:mod:`autoencoder_toolkit.backends.torch_bridge`); needs the model on CUDA.
 
+    Notes
+    -----
     The value is computed in the model's precision: for extreme inputs (codes whose
     ``exp(logσ)`` passes the float32 range) it can be infinite or NaN.
     """

@@ -1,6 +1,6 @@
 """Property checks, Hypothesis strategies and pytest fixtures for testing your own models.
 
-Install with ``pip install "autoencoder-toolkit[testing]"`` (the strategies need
+Install with ``pip install -e ".[testing]"`` in the package's folder (the strategies need
 Hypothesis; the checks do not). The guide is ``docs/testing.md``.
 
 Checks: plain functions that raise ``AssertionError`` with a message naming what broke,

@@ -167,8 +167,8 @@ class TensorBoardLogger(Callback):
         try:
             from torch.utils.tensorboard import SummaryWriter  # optional dependency, loaded when used
         except ImportError:
-            raise ModuleNotFoundError("TensorBoard logging needs the tensorboard package: pip install "
-                                      "'autoencoder-toolkit[tensorboard]' (or pip install tensorboard)") from None
+            raise ModuleNotFoundError("TensorBoard logging needs the tensorboard package: pip install tensorboard "
+                                      "(or pip install -e '.[tensorboard]' in the package's folder)") from None
         self.log_dir = os.fspath(log_dir)
         self.every_steps = every_steps
         self.writer = SummaryWriter(log_dir=self.log_dir)

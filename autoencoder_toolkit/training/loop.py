@@ -328,11 +328,14 @@ def fit(model: nn.Module, data: Any, opt: Any = None, *, epochs: int = 10, batch
         With ``context``: shuffle codes across processes for the MI bound (see
         :mod:`autoencoder_toolkit.distributed`).
 
-    Each record holds ``epoch``, ``step``, ``loss`` and ``critic_loss`` (means of the
-    training losses over the epoch's batches; ``critic_loss`` is ``−Î``, absent for a
-    VAE), ``mi`` and ``mi_std`` (mean and standard deviation over batches of the training
-    MI estimate ``−critic_loss``), ``lr``, ``seconds``, and with validation data
-    ``test_loss``, ``test_reconstruction``, ``test_kl`` and ``test_mi``.
+    Returns
+    -------
+    History
+        One record per epoch, holding ``epoch``, ``step``, ``loss`` and ``critic_loss``
+        (means of the training losses over the epoch's batches; ``critic_loss`` is ``−Î``,
+        absent for a VAE), ``mi`` and ``mi_std`` (mean and standard deviation over batches
+        of the training MI estimate ``−critic_loss``), ``lr``, ``seconds``, and with
+        validation data ``test_loss``, ``test_reconstruction``, ``test_kl`` and ``test_mi``.
 
     Raises
     ------
