@@ -172,3 +172,12 @@ def test_the_model_is_left_in_the_mode_it_came_in():
     state = TrainingState.fresh(0)
     fit(model.train(), X, epochs=1, state=state, progress=False)
     assert model.training
+
+
+def test_the_progress_bar_is_sparse_when_not_on_a_terminal():
+    import io
+
+    out = io.StringIO()  # not a terminal, as a log file or CI is
+    fit(_model(), X, epochs=3, batch_size=8, progress=True, progress_file=out)
+    updates = out.getvalue().count("\r")
+    assert 0 < updates <= 4, out.getvalue()  # not one line per batch (96 batches here)
