@@ -546,7 +546,7 @@ def test_a_second_writer_is_refused_while_a_run_is_held(digits_run, tmp_path, ca
 def _save_pauses(run: Path, *extra: str, env_pause: str = "0.8") -> subprocess.Popen:
     env = {**os.environ, "AUTOENCODER_TOOLKIT_TEST_PAUSE_SAVE": env_pause, "MPLBACKEND": "Agg"}
     return subprocess.Popen([sys.executable, "-m", "autoencoder_toolkit", "train", *SMALL, "--out", str(run),
-                             "--quiet", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+                             "--quiet", "--checkpoint-every", "1", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
 
 
 @pytest.mark.parametrize("sig, status, said", [(signal.SIGINT, 130, "interrupted"),
@@ -719,3 +719,59 @@ def test_an_edited_state_file_fails_its_digest(digits_run, tmp_path, capsys) -> 
     path.write_text(path.read_text().replace('"epoch": 2', '"epoch": 1', 1))
     rc, _, err = run_cli(["train", "--resume", run, "--epochs", "3"], capsys)
     _assert_one_line_error(rc, err, "is corrupt or was edited")
+
+
+def test_checkpoints_follow_the_cadence_and_a_stop_writes_the_last_epoch(tmp_path, capsys, monkeypatch) -> None:
+    from autoencoder_toolkit.training import checkpoints as training_checkpoints
+    from autoencoder_toolkit.training import loop
+
+    saved_epochs = []
+    real = training_checkpoints.write_checkpoint
+
+    def recording(run_dir, files, document, name="checkpoint"):
+        saved_epochs.append(document["state"]["epoch"])
+        return real(run_dir, files, document, name)
+
+    monkeypatch.setattr(training_checkpoints, "write_checkpoint", recording)
+    rc, _, err = run_cli(["train", *SMALL[:-4], "--epochs", "7", "--checkpoint-every", "3", "--out", tmp_path / "a",
+                          "--quiet"], capsys)
+    assert rc == 0, err
+    assert saved_epochs == [0, 3, 6, 7]  # every 3 epochs, and after the last
+    # Ctrl-C in epoch 4, with the checkpoint of epoch 0 on disk: epoch 3, kept in memory, is written
+    saved_epochs.clear()
+    real_held_out = loop.held_out_losses
+
+    def interrupted(model, data, loss_kwargs, *, seed, epoch, batch_size=1024):
+        if epoch == 4:
+            raise KeyboardInterrupt
+        return real_held_out(model, data, loss_kwargs, seed=seed, epoch=epoch, batch_size=batch_size)
+
+    monkeypatch.setattr(loop, "held_out_losses", interrupted)
+    rc, _, err = run_cli(["train", *SMALL[:-4], "--epochs", "7", "--checkpoint-every", "100", "--out",
+                          tmp_path / "b"], capsys)
+    assert rc == 130
+    assert "the last checkpoint (epoch 3) is kept" in err and saved_epochs == [0, 3]
+    state = json.loads((tmp_path / "b" / "checkpoint" / "state.json").read_text())
+    assert state["state"]["epoch"] == 3 and len(state["state"]["history"]) == 3
+    # and it resumes to the same weights as one uninterrupted run
+    monkeypatch.setattr(loop, "held_out_losses", real_held_out)
+    rc, _, err = run_cli(["train", "--resume", tmp_path / "b", "--quiet"], capsys)
+    assert rc == 0, err
+    rc, _, err = run_cli(["train", *SMALL[:-4], "--epochs", "7", "--out", tmp_path / "c", "--quiet"], capsys)
+    assert rc == 0, err
+    assert_same_checkpoint(tmp_path / "b", tmp_path / "c")
+
+
+def test_the_checkpoint_cadence_of_auto_keeps_saving_under_two_percent() -> None:
+    from autoencoder_toolkit.training.saving import CheckpointCadence, parse_cadence
+
+    assert parse_cadence("5") == 5 and parse_cadence("30s") == 30.0 and parse_cadence("10m") == 600.0
+    assert parse_cadence(" AUTO ") == "auto"
+    for bad in ("0", "-3", "5x", "", "0s"):
+        with pytest.raises(ValueError, match="--checkpoint-every: expected auto, a number of epochs"):
+            parse_cadence(bad)
+    c = CheckpointCadence("auto")
+    c.saved(0, 10.0)  # a 10-second save: the next one after at least 490 s of training
+    assert not c.due(1, final=False) and c.due(1, final=True)
+    c.saved(0, 0.0)
+    assert c.due(1, final=False)

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from .. import __version__
 from ..training import settings
 from ..training.job import PROG
+from ..training.saving import parse_cadence
 from ..training.settings import CHECKERS, RESUMABLE, TRAIN_DEFAULTS, SettingsError, flag
 
 __all__ = ["UsageError", "CONFIG_KEYS", "CONVERTERS", "positive_int", "device", "read_config_file",
@@ -47,7 +48,7 @@ def _argument(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def convert(value: Any) -> Any:
         try:
             return check(value)
-        except SettingsError as err:
+        except (SettingsError, ValueError) as err:
             raise argparse.ArgumentTypeError(str(err)) from None
     return convert
 
@@ -178,8 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--seed", type=CONVERTERS["seed"], default=None, help="random seed, 0 to 2**63-1 (default 0)")
     opt.add_argument("--device", type=CONVERTERS["device"], default=None, help="cpu or cuda (default cpu)")
     opt.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None,
-                     help="use the fused InfoMax-VAE training step (one forward and one backward pass); "
-                          "--no-fused turns it off when resuming a fused run")
+                     help="the fused InfoMax-VAE step (default on): one forward and one backward pass, the "
+                          "critic updated on the same codes as the VAE, as the paper's authors train it")
+    opt.add_argument("--faithful", dest="fused", action="store_false",
+                     help="the reference's order instead (AutoEncoderToolkit.jl: the VAE updated first, then "
+                          "the critic on a fresh forward pass); the same as --no-fused")
     par = t.add_argument_group("several processes (data-parallel, torch.distributed)")
     par.add_argument("--nproc", type=positive_int("--nproc"), default=None, metavar="N",
                      help="train with N processes on this machine (launches torchrun; --batch-size is per "
@@ -197,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", default=None, metavar="RUN_DIR",
                      help=f"continue a run from its last checkpoint; may change {', '.join(flag(k) for k in RESUMABLE)}")
     run.add_argument("--config", default=None, metavar="TOML", help="settings file (flags win over it)")
+    run.add_argument("--checkpoint-every", type=_argument(parse_cadence), default="auto", metavar="N|Ts|auto",
+                     help="write the checkpoint every N epochs, every T seconds (30s, 10m), or as often as keeps "
+                          "its cost under 2%% of the training time (auto, the default); always after the last "
+                          "epoch, and on Ctrl-C, SIGTERM or a divergence")
     run.add_argument("--tensorboard", type=CONVERTERS["out"], default=None, metavar="DIR",
                      help="also log the training to TensorBoard event files in DIR (needs the tensorboard "
                           "package; view with: tensorboard --logdir DIR)")

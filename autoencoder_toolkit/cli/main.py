@@ -153,7 +153,8 @@ def _cmd_train(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     talk = (lambda text: None) if quiet else say
     try:
         result = job.train_run(given, resume=args.resume, nproc=args.nproc, dist_timeout=args.dist_timeout,
-                               progress=not quiet, say=talk, tensorboard=args.tensorboard)
+                               progress=not quiet, say=talk, tensorboard=args.tensorboard,
+                               checkpoint_every=args.checkpoint_every)
     except job.RunDiverged as err:
         if _speaks():
             kept = (f"Kept the last good checkpoint (epoch {err.saved_epoch}) in {err.run / 'checkpoint'}"

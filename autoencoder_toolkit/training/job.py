@@ -39,6 +39,7 @@ from .callbacks import TensorBoardLogger
 from .loop import (TrainingDiverged, TrainingState, fit, loss_kwargs_for, make_optimizers, mlp_model, optimizer_dict,
                    set_learning_rate)
 from .run_directory import RUN_FORMAT, RunDirectory, RunDirectoryError, prepare_run_dir
+from .saving import CheckpointCadence, EpochSnapshot, parse_cadence
 from .settings import CHECKERS, FIXED_ON_RESUME, RESUMABLE, TRAIN_DEFAULTS, SettingsError, flag
 
 __all__ = ["PROG", "TRAIN_DEFAULTS", "RESUMABLE", "FIXED_ON_RESUME", "SettingsError", "RunDiverged",
@@ -236,7 +237,8 @@ def _divergence_hint(data: RunData, settings: Mapping[str, Any], run: RunDirecto
 
 def train_run(given: Mapping[str, Any], *, resume: str | None = None, nproc: int | None = None,
               dist_timeout: float = 600.0, progress: bool = True,
-              say: Callable[[str], None] = lambda text: None, tensorboard: str | None = None) -> TrainResult:
+              say: Callable[[str], None] = lambda text: None, tensorboard: str | None = None,
+              checkpoint_every: str | int | float = "auto") -> TrainResult:
     """Train (or resume) a run as ``autoencoder-toolkit train`` does; see the module documentation.
 
     ``given`` holds the settings the user gave (keys of :data:`TRAIN_DEFAULTS`, and
@@ -245,7 +247,9 @@ def train_run(given: Mapping[str, Any], *, resume: str | None = None, nproc: int
     only the main one writes files and talks. The main process holds the run directory's
     lock (:meth:`RunDirectory.lock`) while it trains. A resumed run records changed
     settings in ``config.json`` only once an epoch has been trained with them.
-    ``tensorboard`` (a folder) also logs the training there (the main process only).
+    ``tensorboard`` (a folder) also logs the training there (the main process only);
+    ``checkpoint_every`` sets the checkpoint cadence (:class:`~autoencoder_toolkit.training.saving.CheckpointCadence`:
+    ``"auto"``, epochs or seconds); a stop on purpose also writes the last completed epoch.
 
     Raises
     ------
@@ -274,12 +278,15 @@ def train_run(given: Mapping[str, Any], *, resume: str | None = None, nproc: int
     if nproc is not None and world > 1 and nproc != world:
         raise SettingsError(f"--nproc {nproc}: this process was launched with {world} processes")
     device = check_device(settings["device"])
-    if settings["fused"] and settings["model"] != "infomax":
-        raise SettingsError("--fused: the fused step exists for the InfoMax-VAE only (--model infomax)")
+    if settings["model"] != "infomax" and settings["fused"]:
+        if given.get("fused"):
+            raise SettingsError("--fused: the fused step exists for the InfoMax-VAE only (--model infomax)")
+        settings["fused"] = False  # the default applies to the InfoMax-VAE
     held: list[RunDirectory] = []  # the run directory this process locked, if any
     try:
         return _train(run, config, settings, changed, given, world, device, held, dist_timeout, progress, say,
-                      tensorboard)
+                      tensorboard, parse_cadence(checkpoint_every) if isinstance(checkpoint_every, str)
+                      else checkpoint_every)
     finally:
         for r in held:
             r.unlock()
@@ -288,7 +295,7 @@ def train_run(given: Mapping[str, Any], *, resume: str | None = None, nproc: int
 def _train(run: RunDirectory | None, config: dict[str, Any] | None, settings: dict[str, Any],
            changed: dict[str, Any], given: Mapping[str, Any], world: int, device: torch.device,
            held: list[RunDirectory], dist_timeout: float, progress: bool, say: Callable[[str], None],
-           tensorboard: str | None) -> TrainResult:
+           tensorboard: str | None, checkpoint_every: str | int | float) -> TrainResult:
     main = int(os.environ.get("RANK", "0") or 0) == 0
     if run is not None:
         if main:
@@ -323,6 +330,7 @@ def _train(run: RunDirectory | None, config: dict[str, Any] | None, settings: di
                               UserWarning, stacklevel=2)
 
     pending: dict[str, Any] | None = None
+    initial_save_seconds = 0.05  # a typical save, until one is measured
     if run is not None and config is not None:
         if tuple(config["data"]["sample_shape"]) != tuple(data.train.sample_shape) or \
                 config["data"]["n_samples"] != data.n_total:
@@ -379,8 +387,10 @@ def _train(run: RunDirectory | None, config: dict[str, Any] | None, settings: di
             config["settings"]["labels"] = config["data"]["labels"]
         if ctx.is_main:
             try:
+                t_save = time.perf_counter()
                 run.write_config(config)
                 run.save_checkpoint(model, opt, state)  # epoch 0: a run can always be resumed
+                initial_save_seconds = time.perf_counter() - t_save
             except OSError as err:
                 raise _stopped_by_system(err, run, 1) from err
 
@@ -395,8 +405,13 @@ def _train(run: RunDirectory | None, config: dict[str, Any] | None, settings: di
         talk(f"the run has completed {state.epoch} of {target} epochs; pass --epochs N with N > {state.epoch} "
              "to train further (evaluating it again)")
 
-    def on_epoch_end(st: TrainingState) -> None:
+    cadence = CheckpointCadence(checkpoint_every)
+    cadence.saved(state.epoch, initial_save_seconds)
+    snapshot = EpochSnapshot()
+
+    def save(st: TrainingState) -> None:
         nonlocal pending
+        t = time.perf_counter()
         run.save_checkpoint(model, opt, st)
         if pending is not None:  # the changed settings have now trained an epoch
             config["settings"] = settings
@@ -404,6 +419,18 @@ def _train(run: RunDirectory | None, config: dict[str, Any] | None, settings: di
             run.write_config(config)
             pending = None
         run.write_metrics(st.history)
+        cadence.saved(st.epoch, time.perf_counter() - t)
+
+    def on_epoch_end(st: TrainingState) -> None:
+        if cadence.due(st.epoch, final=st.epoch >= target):
+            save(st)
+        else:  # kept in memory, written if the run is stopped before the next checkpoint
+            snapshot.take(model, opt, st)
+
+    def save_last_epoch() -> None:
+        """After a stop on purpose: write the last completed epoch if it is newer than the checkpoint."""
+        if ctx.is_main and snapshot.epoch is not None and snapshot.epoch > (run.saved_epoch() or 0):
+            save(snapshot.restore(model, opt))
 
     logger = TensorBoardLogger(tensorboard) if tensorboard and ctx.is_main else None
     t0 = time.perf_counter()
@@ -417,9 +444,14 @@ def _train(run: RunDirectory | None, config: dict[str, Any] | None, settings: di
             # every process stops at the same step (the check is collective): leave the group
             # together, so that no process exits while its connections are still open
             distributed.destroy_process_group()
+        save_last_epoch()
         raise RunDiverged(err, run.path, settings["lr"], run.saved_epoch(),
                           _divergence_hint(data, settings, run)) from err
     except KeyboardInterrupt as err:
+        try:
+            save_last_epoch()
+        except KeyboardInterrupt:  # a second Ctrl-C: leave the checkpoint as it was
+            pass
         raise RunInterrupted(run.path, run.saved_epoch(), isinstance(err, Terminated)) from None
     except OSError as err:
         raise _stopped_by_system(err, run, state.epoch + 1) from err

@@ -44,7 +44,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "test_fraction": 0.2,
     "scale": "auto",
     "device": "cpu",
-    "fused": False,
+    "fused": True,
     "global_shuffle": False,
 }
 
