@@ -75,6 +75,23 @@ def test_fresh_critic_mi_leaves_the_encoder_alone_and_is_seeded() -> None:
         fresh_critic_mutual_info(object(), x, xt)
 
 
+def test_fresh_critic_mi_with_plain_permutations_may_pair_an_input_with_its_own_code() -> None:
+    # two held-out inputs: the only derangement swaps them, while a plain permutation keeps them
+    # in place half of the time, and then the matched pairs enter the second term too
+    d, latent = 3, 1
+    w = np.zeros((latent, d))
+    w[0, 0] = 1.0
+    enc = fixed_encoder(w, np.zeros(latent), np.log(np.full(latent, 0.1)))
+    x, xt = gaussian_data(200, d, 0), gaussian_data(2, d, 1)
+    kw = dict(critic_hidden=(8,), steps=20, lr=1e-3, n_shuffles=40, seed=3)
+    swap = fresh_critic_mutual_info(enc, x, xt, **kw)
+    plain = fresh_critic_mutual_info(enc, x, xt, derangement=False, **kw)
+    assert np.unique(swap.values).size == 1
+    assert np.unique(np.round(plain.values, 12)).size == 2
+    with pytest.raises(TypeError, match="derangement: expected True or False"):
+        fresh_critic_mutual_info(enc, x, xt, derangement="no", steps=1)
+
+
 # ---------------------------------------------------------------------------
 # Active units, classification, reconstruction
 # ---------------------------------------------------------------------------
@@ -124,6 +141,30 @@ def test_classifiers_reach_accuracy_one_on_separable_codes_and_chance_on_noise()
     acc3 = sampled_code_classifier_accuracy(mu3[tr], sigma3[tr], y[tr], mu3[te], sigma3[te], y[te], hidden=(32,),
                                             epochs=30, seed=0)
     assert acc3 > 0.97
+
+
+def test_the_classifier_on_raw_codes_sees_their_scale_and_its_initialisation_is_an_option() -> None:
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(2), 300)
+    mu = (y[:, None] * 2.0 - 1.0) * 1e-4 + rng.uniform(-2e-5, 2e-5, (600, 1))  # separable, at a tiny scale
+    tr, te = np.arange(600) % 3 != 0, np.arange(600) % 3 == 0
+    kw = dict(hidden=(10,), epochs=3, lr=5e-3, n_test_draws=1, seed=0)
+    assert sampled_code_classifier_accuracy(mu[tr], None, y[tr], mu[te], None, y[te], **kw) == 1.0
+    raw = sampled_code_classifier_accuracy(mu[tr], None, y[tr], mu[te], None, y[te], standardize=False,
+                                           init_std=0.02, **kw)
+    assert raw < 0.8
+    # raw codes at a usable scale are learnt from that initialisation, noise and all (Bayes: Φ(2) = 0.977)
+    big = mu * 1e4
+    a = sampled_code_classifier_accuracy(big[tr], None, y[tr], big[te], None, y[te], standardize=False,
+                                         init_std=0.02, **kw)
+    b = sampled_code_classifier_accuracy(big[tr], np.full_like(big[tr], 0.5), y[tr], big[te],
+                                         np.full_like(big[te], 0.5), y[te], standardize=False, init_std=0.02,
+                                         **kw)
+    assert a == 1.0 and 0.8 < b < 1.0
+    with pytest.raises(TypeError, match="standardize: expected True or False"):
+        sampled_code_classifier_accuracy(mu, None, y, mu, None, y, standardize=None)
+    with pytest.raises(ValueError, match="init_std: expected a positive number"):
+        sampled_code_classifier_accuracy(mu, None, y, mu, None, y, init_std=0.0)
 
 
 def test_reconstruction_loglikelihood_of_a_coin_flip_decoder() -> None:
