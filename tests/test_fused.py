@@ -150,3 +150,21 @@ def test_fused_training_learns():
         train_(model, data[idx], opt, fused=True, rng=g)
     last = [train_(model, data[:128], opt, fused=True, loss_return=True, rng=g)[0] for _ in range(5)]
     assert sum(last) / 5 < sum(first) / 5 - 1.0
+
+
+@pytest.mark.parametrize("plain", [False, True])
+def test_fused_gradients_with_shuffled_gradient_equal_infomaxloss_with_it(plain, x):
+    # both critic paths (the shared first layer and the generic MLP): the VAE receives the gradient of
+    # infomaxloss(..., shuffled_gradient=True), the critic that of miloss, at the same draws
+    model = make_model("bernoulli", plain)
+    kw = {"α": 3.0, "shuffled_gradient": True}
+    lv, lm, ref = _reference_grads(model, x, None, kw, {}, seed=4)
+    losses = fused_losses(model, x, None, dict(kw, rng=gen(4)), {})
+    torch.testing.assert_close(losses.vae_loss, lv, rtol=1e-6, atol=1e-5)
+    got = torch.autograd.grad(losses.surrogate, list(model.vae.parameters()) + list(model.mi.parameters()))
+    for g, r in zip(got, ref):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
+    # and the encoder's gradient is not the default one
+    _, _, default = _reference_grads(model, x, None, {"α": 3.0}, {}, seed=4)
+    n_enc = len(list(model.vae.encoder.parameters()))
+    assert any(not torch.allclose(a, b, rtol=1e-3, atol=1e-6) for a, b in zip(got[:n_enc], default[:n_enc]))

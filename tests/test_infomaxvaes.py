@@ -471,3 +471,168 @@ def test_a_critic_of_another_latent_size_is_refused_by_the_loss(small_infomax, x
     other = MutualInfoChain(10, 3, [10], ["relu"], "identity")
     with pytest.raises(ValueError, match="mi: the critic takes 3 latent dimensions but the VAE produces 2"):
         infomaxloss(small_infomax.vae, other, x)
+
+
+# ---------------------------------------------------------------------------
+# shuffled_gradient: the shuffled codes may carry the encoder's gradient
+# ---------------------------------------------------------------------------
+
+
+def _by_hand(vae, mi, x, seed, α, β=1.0, attached=True):
+    """infomaxloss written out from its definition, with the shuffled codes attached (or detached).
+
+    ``seed``: an integer, or a generator to draw the noise and then the permutation from.
+    """
+    g = gen(seed) if isinstance(seed, int) else seed
+    vo = vae(x, latent=True, rng=g)
+    perm = torch.randperm(x.shape[0], generator=g)
+    z_shuffled = vo.z[perm] if attached else vo.z.detach()[perm]
+    ll = decoder_loglikelihood(x, vo.z, vae.decoder, vo.decoder).mean()
+    kl = encoder_kl(vae.encoder, vo.encoder).mean()
+    bound = mi(x, vo.z).mean() - torch.exp(mi(x, z_shuffled) - 1).mean()
+    return -ll + β * kl - α * bound
+
+
+def _bound_by_hand(vae, mi, x, g):
+    """The critic's bound at one noise draw and one permutation from ``g`` (the codes a constant)."""
+    with torch.no_grad():
+        z = vae(x, latent=True, rng=g).z
+    perm = torch.randperm(x.shape[0], generator=g)
+    return mi(x, z).mean() - torch.exp(mi(x, z[perm]) - 1).mean()
+
+
+@pytest.fixture
+def model64(small_infomax):
+    return small_infomax.double()
+
+
+def test_shuffled_gradient_adds_the_mismatched_pairs_term_to_the_encoder_only(model64, x):
+    vae, mi = model64.vae, model64.mi
+    x = x.double()
+    enc_params, dec_params = list(vae.encoder.parameters()), list(vae.decoder.parameters())
+    on = infomaxloss(vae, mi, x, α=3.0, β=0.5, rng=gen(4), shuffled_gradient=True)
+    off = infomaxloss(vae, mi, x, α=3.0, β=0.5, rng=gen(4))
+    assert torch.equal(on, off)  # the value is the same
+    expected = _by_hand(vae, mi, x, 4, 3.0, 0.5, attached=True)
+    torch.testing.assert_close(on, expected, rtol=1e-12, atol=1e-12)
+    got = torch.autograd.grad(on, enc_params + dec_params)
+    ref = torch.autograd.grad(expected, enc_params + dec_params)
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    # against the default: the encoder's gradient changes by the shuffled term, the decoder's does not
+    default = torch.autograd.grad(off, enc_params + dec_params)
+    n_enc = len(enc_params)
+    moved = [float((a - b).abs().max()) for a, b in zip(got[:n_enc], default[:n_enc])]
+    assert max(moved) > 1e-3 * max(float(d.abs().max()) for d in default[:n_enc])
+    for a, b in zip(got[n_enc:], default[n_enc:]):
+        assert torch.equal(a, b)
+    # the testing kit's check of detached codes sees the difference
+    with pytest.raises(AssertionError, match="the shuffled codes give the VAE a gradient"):
+        kit.check_shuffled_codes_detached(
+            model64, x, infomaxloss=lambda *a, **k: infomaxloss(*a, shuffled_gradient=True, **k))
+
+
+def test_shuffled_gradient_off_is_the_default_bit_for_bit(small_infomax, x):
+    vae, mi = small_infomax.vae, small_infomax.mi
+    params = list(vae.parameters())
+    a = torch.autograd.grad(infomaxloss(vae, mi, x, α=2.0, rng=gen(3)), params)
+    b = torch.autograd.grad(infomaxloss(vae, mi, x, α=2.0, rng=gen(3), shuffled_gradient=False), params)
+    assert all(torch.equal(p, q) for p, q in zip(a, b))
+    for fused in (False, True):
+        m1, m2 = copy.deepcopy(small_infomax), copy.deepcopy(small_infomax)
+        o1, o2 = setup(torch.optim.Adam, m1, lr=1e-2), setup(torch.optim.Adam, m2, lr=1e-2)
+        for _ in range(3):
+            train_(m1, x, o1, rng=gen(6), fused=fused)
+            train_(m2, x, o2, rng=gen(6), fused=fused, shuffled_gradient=False)
+        assert all(torch.equal(p, q) for p, q in zip(m1.parameters(), m2.parameters()))
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_train_with_shuffled_gradient_steps_the_encoder_on_the_full_gradient(model64, x, fused):
+    # plain SGD with learning rate 1: every parameter moves by minus its gradient
+    x = x.double()
+    before = copy.deepcopy(model64)
+    opt = setup(torch.optim.SGD, model64, lr=1.0)
+    train_(model64, x, opt, rng=gen(11), fused=fused, shuffled_gradient=True, infomaxloss_kwargs={"α": 2.0})
+    vae_params, mi_params = list(before.vae.parameters()), list(before.mi.parameters())
+    g = gen(11)
+    expected = _by_hand(before.vae, before.mi, x, g, 2.0, attached=True)
+    grads = torch.autograd.grad(expected, vae_params)
+    for p0, p1, d in zip(vae_params, model64.vae.parameters(), grads):
+        torch.testing.assert_close(p0 - p1, d, rtol=1e-9, atol=1e-12)
+    # the critic's step is miloss's: at the same draws and the VAE before its step (fused), or at
+    # fresh draws and the updated VAE (faithful); shuffled_gradient does not enter it
+    if fused:
+        critic_loss = -_bound_by_hand(before.vae, before.mi, x, gen(11))
+    else:
+        critic_loss = -_bound_by_hand(model64.vae, before.mi, x, g)
+    for p0, p1, d in zip(mi_params, model64.mi.parameters(), torch.autograd.grad(critic_loss, mi_params)):
+        torch.testing.assert_close(p0 - p1, d, rtol=1e-9, atol=1e-12)
+    # ...while the encoder's step differs from the default's
+    other = copy.deepcopy(before)
+    train_(other, x, setup(torch.optim.SGD, other, lr=1.0), rng=gen(11), fused=fused, infomaxloss_kwargs={"α": 2.0})
+    assert any(not torch.allclose(p, q, rtol=0, atol=1e-9)
+               for p, q in zip(model64.vae.encoder.parameters(), other.vae.encoder.parameters()))
+
+
+def test_shuffled_gradient_in_infomaxloss_kwargs_and_fused_losses(model64, x):
+    from autoencoder_toolkit.fused import fused_losses
+
+    x = x.double()
+    a, b = copy.deepcopy(model64), copy.deepcopy(model64)
+    train_(a, x, setup(torch.optim.SGD, a, lr=1.0), rng=gen(2), shuffled_gradient=True)
+    train_(b, x, setup(torch.optim.SGD, b, lr=1.0), rng=gen(2), infomaxloss_kwargs={"shuffled_gradient": True})
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    losses = fused_losses(model64, x, None, {"α": 1.5, "rng": gen(9), "shuffled_gradient": True}, {})
+    vae_params = list(model64.vae.parameters())
+    got = torch.autograd.grad(losses.surrogate, vae_params)
+    ref = torch.autograd.grad(_by_hand(model64.vae, model64.mi, x, 9, 1.5, attached=True), vae_params)
+    for p, q in zip(got, ref):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
+
+
+def test_variational_mutual_info_with_shuffled_gradient(model64, x):
+    x = x.double()
+    params = list(model64.vae.encoder.parameters())
+    on = variational_mutual_info(model64, x, rng=gen(1), shuffled_gradient=True)
+    off = variational_mutual_info(model64, x, rng=gen(1))
+    assert torch.equal(on, off)
+    g = gen(1)
+    vo = model64.vae(x, latent=True, rng=g)
+    perm = torch.randperm(x.shape[0], generator=g)
+    by_hand = model64.mi(x, vo.z).mean() - torch.exp(model64.mi(x, vo.z[perm]) - 1).mean()
+    for p, q in zip(torch.autograd.grad(on, params), torch.autograd.grad(by_hand, params)):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
+
+
+def test_shuffled_gradient_is_checked_at_the_boundary(small_infomax, x):
+    m = small_infomax
+    vae, mi = m.vae, m.mi
+    opt = setup(torch.optim.Adam, m)
+    saved = kit.snapshot(m, opt)
+    with pytest.raises(TypeError, match="shuffled_gradient: expected True or False, got 'yes'"):
+        infomaxloss(vae, mi, x, shuffled_gradient="yes")
+    with pytest.raises(TypeError, match="shuffled_gradient: expected True or False, got 1"):
+        train_(m, x, opt, shuffled_gradient=1)
+    for fused in (False, True):
+        with pytest.raises(TypeError, match="shuffled_gradient: expected True or False, got None"):
+            train_(m, x, opt, fused=fused, infomaxloss_kwargs={"shuffled_gradient": None})
+        with pytest.raises(ValueError, match="infomaxloss_kwargs holds shuffled_gradient=False"):
+            train_(m, x, opt, fused=fused, shuffled_gradient=True, infomaxloss_kwargs={"shuffled_gradient": False})
+    with pytest.raises(ValueError, match="shuffled_gradient: .*custom infomaxloss_function"):
+        train_(m, x, opt, shuffled_gradient=True, infomaxloss_function=lambda *a, **k: infomaxloss(*a, **k))
+    z = torch.randn(64, 2)
+    with pytest.raises(ValueError, match="shuffled_gradient: applies when the model encodes x itself"):
+        variational_mutual_info(mi, x, z, z.flip(0), shuffled_gradient=True)
+    from autoencoder_toolkit.training.distributed import DistributedContext, DistributedRNG
+
+    # the stream of process 0 of 2 that permutes all processes' codes gathers them without their gradient
+    gathering = DistributedRNG(0, DistributedContext(rank=0, world_size=2), global_shuffle=True)
+    assert gathering.detaches_shuffled_codes
+    assert not DistributedRNG(0, DistributedContext(rank=0, world_size=2)).detaches_shuffled_codes
+    with pytest.raises(ValueError, match="shuffled_gradient: the rng shuffles the codes across processes"):
+        infomaxloss(vae, mi, x, shuffled_gradient=True, rng=gathering)
+    for fused in (False, True):
+        with pytest.raises(ValueError, match="shuffled_gradient: the rng shuffles the codes across processes"):
+            train_(m, x, opt, fused=fused, shuffled_gradient=True, rng=gathering)
+    assert kit.differences(m, opt, saved) == []

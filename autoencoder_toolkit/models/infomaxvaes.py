@@ -11,8 +11,11 @@ where :math:`\tilde z` is ``z`` with its samples permuted across the batch
 
 * the VAE loss :math:`-\overline{\log p(x|z)} + β\,\overline{\mathrm{KL}} - α\,\hat I
   + \text{reg\_strength}\cdot\text{reg}` (:func:`infomaxloss`), with respect to the
-  encoder and decoder only. The shuffled codes are a constant: the second term of
-  :math:`\hat I` changes the loss value but gives the VAE no gradient;
+  encoder and decoder only. By default (as in AutoEncoderToolkit.jl) the shuffled codes
+  are a constant: the second term of :math:`\hat I` changes the loss value but gives the
+  VAE no gradient. With ``shuffled_gradient=True`` (as in the InfoMax-VAE authors' code)
+  :math:`\tilde z` stays a function of the encoder, which then also receives the
+  gradient of that term (see :func:`infomaxloss`);
 * the critic loss :math:`-\hat I` (:func:`miloss`), with respect to the critic only.
 
 :func:`train_` takes one step of each, in the reference's order: the VAE step first,
@@ -44,8 +47,9 @@ from ..random import juliarng
 from ..random.draws import check_rng, check_seed
 from .activations import ActivationLike
 from .architecture import Component
-from .checks import (as_model_input, check_finite, check_keywords, check_mi_batch, check_weight, keywords_checked,
-                     model_input, module_device_dtype, n_samples_of, resolve_weight, split_train_args, target_input)
+from .checks import (as_model_input, check_finite, check_flag, check_keywords, check_mi_batch,
+                     check_shuffled_gradient, check_weight, keywords_checked, model_input, module_device_dtype,
+                     n_samples_of, resolve_weight, split_train_args, target_input)
 from .construction import (as_activation_list, as_int_list, as_sample_shape, bind_arguments, leading_linear_in,
                            trailing_linear_out)
 # The names Julia's InfoMaxVAEs module brings into scope (``InfoMaxVAEs.JointGaussianLogEncoder``, ...).
@@ -282,7 +286,8 @@ def _bound(mi: MutualInfoChain, x: torch.Tensor, z: torch.Tensor, z_shuffle: tor
 
 @keywords_checked
 def variational_mutual_info(model: Any, x: Any, z: Any = None, z_shuffle: Any = None, *,
-                            seed: int | None = None, rng: Any = None) -> torch.Tensor:
+                            seed: int | None = None, rng: Any = None,
+                            shuffled_gradient: bool = False) -> torch.Tensor:
     """The variational (NWJ) lower bound on the mutual information between ``x`` and ``z``.
 
     Forms:
@@ -290,14 +295,18 @@ def variational_mutual_info(model: Any, x: Any, z: Any = None, z_shuffle: Any = 
     * ``variational_mutual_info(mi, x, z, z_shuffle)`` with a :class:`MutualInfoChain`;
     * ``variational_mutual_info(model, x, z, z_shuffle)`` with an :class:`InfoMaxVAE`
       (its critic is used);
-    * ``variational_mutual_info(model, x, seed=None, rng=None)``: encodes ``x`` with the
-      model's VAE (one noise draw), shuffles the codes (one permutation) and evaluates
-      the bound.
+    * ``variational_mutual_info(model, x, seed=None, rng=None, shuffled_gradient=False)``:
+      encodes ``x`` with the model's VAE (one noise draw), shuffles the codes (one
+      permutation) and evaluates the bound. The shuffled codes are detached (a constant
+      for the encoder's gradient) unless ``shuffled_gradient=True`` (see
+      :func:`infomaxloss`). In the first two forms the codes are used as given, so
+      ``shuffled_gradient`` does not apply there and must stay ``False``.
 
     Returns a 0-d tensor.
     """
     check_seed(seed)
     check_rng(rng)
+    shuffled_gradient = check_shuffled_gradient(shuffled_gradient, rng, seed)
     if isinstance(model, InfoMaxVAE):
         critic = model.mi
     elif isinstance(model, MutualInfoChain):
@@ -311,9 +320,13 @@ def variational_mutual_info(model: Any, x: Any, z: Any = None, z_shuffle: Any = 
         x_t = model_input(model.vae, x, "x")
         check_mi_batch(n_samples_of(x_t, model.vae.input_shape))
         vo = model.vae.forward(x_t, latent=True, rng=rng)
-        return _bound(critic, x_t, vo.z, shuffle_rows(vo.z.detach(), rng=rng, seed=seed))
+        to_shuffle = vo.z if shuffled_gradient else vo.z.detach()
+        return _bound(critic, x_t, vo.z, shuffle_rows(to_shuffle, rng=rng, seed=seed))
     if z is None or z_shuffle is None:
         raise TypeError("variational_mutual_info: pass both z and z_shuffle, or neither")
+    if shuffled_gradient:
+        raise ValueError("shuffled_gradient: applies when the model encodes x itself; given z and z_shuffle are "
+                         "used as they are (keep z_shuffle attached to the encoder to let it carry a gradient)")
     device, dtype = module_device_dtype(critic)
     x_t = model_input(critic, x, "x")
     z_t = as_model_input(z, "z", device, dtype)
@@ -351,7 +364,7 @@ def _check_n_samples(n_samples: Any) -> int:
 
 
 INFOMAXLOSS_KEYWORDS = ("β", "beta", "α", "alpha", "n_samples", "reconstruction_loglikelihood", "kl_divergence",
-                        "regularization", "reg_strength", "seed", "rng")
+                        "regularization", "reg_strength", "seed", "rng", "shuffled_gradient")
 MILOSS_KEYWORDS = ("regularization", "reg_strength", "seed", "rng")
 
 
@@ -360,7 +373,7 @@ def _infomaxloss(vae: VAE, mi: MutualInfoChain, x_in: torch.Tensor, x_out: torch
                  reconstruction_loglikelihood: Callable = decoder_loglikelihood,
                  kl_divergence: Callable = encoder_kl, regularization: Callable | None = None,
                  reg_strength: Any = 1.0, seed: int | None = None, rng: Any = None,
-                 beta: Any = None, alpha: Any = None) -> torch.Tensor:
+                 beta: Any = None, alpha: Any = None, shuffled_gradient: bool = False) -> torch.Tensor:
     """:func:`infomaxloss` on data already converted and checked (its keywords are checked here)."""
     β = resolve_weight(β, beta, "β", "beta", 1.0)
     α = resolve_weight(α, alpha, "α", "alpha", 1.0)
@@ -368,6 +381,7 @@ def _infomaxloss(vae: VAE, mi: MutualInfoChain, x_in: torch.Tensor, x_out: torch
     n_samples = _check_n_samples(n_samples)
     check_seed(seed)
     check_rng(rng)
+    shuffled_gradient = check_shuffled_gradient(shuffled_gradient, rng, seed)
     x_out = x_in if x_out is None else x_out
     # One permutation stream for all latent draws: MersenneTwister(seed) when seeded.
     shuffle_rng = rng if seed is None else juliarng.MersenneTwister(int(seed), julia=juliarng.DEFAULT_JULIA)
@@ -380,7 +394,8 @@ def _infomaxloss(vae: VAE, mi: MutualInfoChain, x_in: torch.Tensor, x_out: torch
         z = vae.encoder.reparameterize(enc, rng=rng)
         dec = vae.decoder(z)
         ll_total = ll_total + torch.mean(reconstruction_loglikelihood(x_out, z, vae.decoder, dec))
-        mi_total = mi_total + _bound(mi, x_in, z, shuffle_rows(z.detach(), rng=shuffle_rng))
+        to_shuffle = z if shuffled_gradient else z.detach()
+        mi_total = mi_total + _bound(mi, x_in, z, shuffle_rows(to_shuffle, rng=shuffle_rng))
         if regularization is not None:
             reg_total = reg_total + regularization(VAEOutput(enc, z, dec))
     value = -ll_total / n_samples + β * kl - α * (mi_total / n_samples)
@@ -395,7 +410,8 @@ def infomaxloss(vae: VAE, mi: MutualInfoChain, x_in: Any, x_out: Any = None, *,
                 reconstruction_loglikelihood: Callable = decoder_loglikelihood,
                 kl_divergence: Callable = encoder_kl, regularization: Callable | None = None,
                 reg_strength: float = 1.0, seed: int | None = None, rng: Any = None,
-                beta: float | None = None, alpha: float | None = None, kernels: str | None = None) -> torch.Tensor:
+                beta: float | None = None, alpha: float | None = None, kernels: str | None = None,
+                shuffled_gradient: bool = False) -> torch.Tensor:
     r"""The InfoMax-VAE loss of the VAE, as a 0-d tensor.
 
     .. math::
@@ -426,9 +442,30 @@ def infomaxloss(vae: VAE, mi: MutualInfoChain, x_in: Any, x_out: Any = None, *,
         ``None`` or ``"cupy"``: the reparameterisation, log-likelihood, KL and MI bound
         run as fused CuPy kernels inside autograd (the model must be on CUDA); see
         :mod:`autoencoder_toolkit.backends.torch_bridge`.
+    shuffled_gradient:
+        Whether the shuffled codes :math:`\tilde z_s = z_s[\pi_s]` stay differentiable
+        (default ``False``, AutoEncoderToolkit.jl's loss). See below.
 
     The critic is treated as fixed by :func:`train_`, which differentiates with respect
-    to the VAE only; the shuffled codes are detached, so their term gives no gradient.
+    to the VAE only. Write :math:`\theta` for the encoder's parameters, ``z_b =
+    μ_θ(x_b) + σ_θ(x_b)·ε_b`` and :math:`\pi` the permutation of one draw. The MI term's
+    contribution to the gradient is, by default (the shuffled codes detached, a
+    constant),
+
+    .. math::
+        -\frac{α}{B}\sum_b \nabla_z g(x_b, z)\big|_{z=z_b} \cdot \frac{\partial z_b}{\partial\theta},
+
+    so the encoder learns to raise the critic on matched pairs only. With
+    ``shuffled_gradient=True`` (the InfoMax-VAE authors' training scripts, which permute
+    ``z`` without detaching it) the mismatched pairs add
+
+    .. math::
+        +\frac{α}{B}\sum_b \exp\big(g(x_b, z_{\pi(b)}) - 1\big)\,
+        \nabla_z g(x_b, z)\big|_{z=z_{\pi(b)}} \cdot \frac{\partial z_{\pi(b)}}{\partial\theta}:
+
+    the encoder also learns to lower the critic on mismatched pairs. The value of the
+    loss, the decoder's gradient and the critic's loss (:func:`miloss`) are the same
+    either way.
     """
     _check_pair(vae, mi)
     x_in_t = model_input(vae, x_in, "x_in" if x_out is not None else "x")
@@ -438,7 +475,7 @@ def infomaxloss(vae: VAE, mi: MutualInfoChain, x_in: Any, x_out: Any = None, *,
         return _infomaxloss(vae, mi, x_in_t, x_out_t, β=β, α=α, n_samples=n_samples,
                             reconstruction_loglikelihood=reconstruction_loglikelihood, kl_divergence=kl_divergence,
                             regularization=regularization, reg_strength=reg_strength, seed=seed, rng=rng,
-                            beta=beta, alpha=alpha)
+                            beta=beta, alpha=alpha, shuffled_gradient=shuffled_gradient)
 
 
 def _miloss(vae: VAE, mi: MutualInfoChain, x: torch.Tensor, *, regularization: Callable | None = None,
@@ -498,6 +535,7 @@ def _check_default_keywords(kwargs: Mapping[str, Any], function: str, argument: 
         resolve_weight(kwargs.get("β"), kwargs.get("beta"), "β", "beta", 1.0)
         resolve_weight(kwargs.get("α"), kwargs.get("alpha"), "α", "alpha", 1.0)
         _check_n_samples(kwargs.get("n_samples", 1))
+        check_shuffled_gradient(kwargs.get("shuffled_gradient", False), kwargs.get("rng"), kwargs.get("seed"))
     check_weight(kwargs.get("reg_strength", 1.0), "reg_strength")
     check_seed(kwargs.get("seed"))
     check_rng(kwargs.get("rng"))
@@ -511,8 +549,9 @@ def train_(model: InfoMaxVAE, x: Any, *args: Any,
            infomaxloss_function: Callable = infomaxloss, infomaxloss_kwargs: Mapping[str, Any] | None = None,
            miloss_function: Callable = miloss, miloss_kwargs: Mapping[str, Any] | None = None,
            loss_return: bool = False, verbose: bool = False, rng: Any = None,
-           fused: bool = False, kernels: str | None = None) -> tuple[float, float] | None:
-    """One training step of an InfoMaxVAE, in place.
+           fused: bool = False, kernels: str | None = None,
+           shuffled_gradient: bool = False) -> tuple[float, float] | None:
+    r"""One training step of an InfoMaxVAE, in place.
 
     ``train_(model, x, opt)`` or ``train_(model, x_in, x_out, opt)``, with ``opt`` the
     pair from :func:`autoencoder_toolkit.setup`. In order:
@@ -536,6 +575,17 @@ def train_(model: InfoMaxVAE, x: Any, *args: Any,
     ``kernels="cupy"`` runs the per-sample terms as fused CuPy kernels inside autograd
     (model and data on CUDA; see :mod:`autoencoder_toolkit.backends.torch_bridge`).
 
+    ``shuffled_gradient=True`` lets the shuffled codes :math:`\tilde z = z[\pi]` of the
+    VAE's loss carry the encoder's gradient, as in the InfoMax-VAE authors' training
+    scripts: the encoder's update then also includes the term
+    :math:`+\frac{α}{B}\sum_b \exp(g(x_b, \tilde z_b) - 1)\,\nabla_z g(x_b, \tilde z_b)\,
+    \partial\tilde z_b/\partial\theta` (it learns to lower the critic on mismatched pairs
+    as well as to raise it on matched ones; see :func:`infomaxloss`). The loss values, the
+    decoder's gradient and the critic's step are unchanged. The default ``False`` is
+    AutoEncoderToolkit.jl's step (the shuffled codes are a constant). It works with both
+    the faithful and the fused step; it is the same as ``infomaxloss_kwargs=
+    {"shuffled_gradient": True}`` and configures the default ``infomaxloss`` only.
+
     Every argument is checked before anything changes.
 
     Raises
@@ -557,12 +607,23 @@ def train_(model: InfoMaxVAE, x: Any, *args: Any,
         if not callable(fn):
             raise TypeError(f"{name}: expected a function, got {type(fn).__name__}")
     check_rng(rng)
+    shuffled_gradient = check_flag(shuffled_gradient, "shuffled_gradient")
+    if shuffled_gradient and infomaxloss_function is not infomaxloss:
+        raise ValueError("shuffled_gradient: train_'s shuffled_gradient=True configures the default infomaxloss; "
+                         "a custom infomaxloss_function forms its own shuffled codes (pass such an option in "
+                         "infomaxloss_kwargs if it takes one)")
     vae = model_.vae
     x_t = model_input(vae, x, "x_in" if x_out is not None else "x", finite=False)
     check_mi_batch(n_samples_of(x_t, vae.input_shape), "x_in" if x_out is not None else "x")
     x_out_t = None if x_out is None else target_input(vae, x_out, x_t, finite=False)
     vae_kwargs = dict(infomaxloss_kwargs or {})
     mi_kwargs = dict(miloss_kwargs or {})
+    if shuffled_gradient:
+        given = vae_kwargs.get("shuffled_gradient", True)
+        if not check_flag(given, "infomaxloss_kwargs['shuffled_gradient']"):
+            raise ValueError("shuffled_gradient: train_ was given shuffled_gradient=True but infomaxloss_kwargs "
+                             "holds shuffled_gradient=False; give it in one place")
+        vae_kwargs["shuffled_gradient"] = True
     kernels = vae_kwargs.pop("kernels", mi_kwargs.pop("kernels", kernels))
     check_kernels(kernels, x_t)
     if rng is not None:

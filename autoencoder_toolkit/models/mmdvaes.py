@@ -21,7 +21,10 @@ Kernel and divergence (pure functions, NumPy, torch and CuPy arrays):
 
 * :func:`gaussian_kernel`: ``K[i, j] = exp(-‖x_i − y_j‖² / (ρ² D))`` for points
   ``x`` ``(n, D)`` and ``y`` ``(m, D)``, giving ``(n, m)``. ``D`` is the number of
-  coordinates of a point (the latent dimension ``L`` in the loss).
+  coordinates of a point (the latent dimension ``L`` in the loss). ``dim_exponent=p``
+  divides by ``ρ² Dᵖ`` instead: ``p = 2`` is the kernel of the InfoMax-VAE authors'
+  MMD-VAE code, ``p = 0`` the textbook ``exp(-‖x − y‖² / ρ²)``; the loss takes it
+  through ``kernel_kwargs={"dim_exponent": 2}``.
 * :func:`mmd_div`: the biased (V-statistic) estimate of the squared MMD,
   ``mean(K(x, x)) + mean(K(y, y)) − 2 mean(K(x, y))``, where every mean runs over all
   pairs, the diagonal ``i = j`` included. It is ``≥ 0`` for a positive-definite kernel
@@ -192,11 +195,13 @@ def _check_points(xp: Any, a: Any, name: str, axis: int) -> None:
 # ----------------------------------------------------------------------------------
 
 @keywords_checked
-def gaussian_kernel(x: Any, y: Any, *, ρ: Any = None, dims: int = 0, rho: Any = None) -> Any:
+def gaussian_kernel(x: Any, y: Any, *, ρ: Any = None, dims: int = 0, rho: Any = None,
+                    dim_exponent: Any = 1) -> Any:
     r"""The Gaussian kernel matrix between two sets of points.
 
     .. math::
-        K_{ij} = \exp\!\Big(-\frac{\lVert x_i - y_j\rVert^2}{ρ^2\,D}\Big)
+        K_{ij} = \exp\!\Big(-\frac{\lVert x_i - y_j\rVert^2}{ρ^2\,D^p}\Big),
+        \qquad p = \text{dim\_exponent} \;(\text{default } 1)
 
     Parameters
     ----------
@@ -209,6 +214,13 @@ def gaussian_kernel(x: Any, y: Any, *, ρ: Any = None, dims: int = 0, rho: Any =
     dims:
         The axis that indexes the points: 0 (default; Julia's ``dims=2`` on the same
         memory) or 1 (Julia's ``dims=1``).
+    dim_exponent:
+        The power ``p >= 0`` of the number of coordinates ``D`` in the denominator.
+        1 (default) is AutoEncoderToolkit.jl's kernel. 2 is the kernel of the InfoMax-VAE
+        authors' MMD-VAE scripts, which average the squared coordinate differences and
+        divide by ``D`` once more, ``exp(-mean_k (x_ik − y_jk)² / D)``; for codes of
+        ``D`` dimensions it is a kernel ``D`` times wider. 0 gives the plain
+        ``exp(-‖x_i − y_j‖² / ρ²)``.
 
     Returns
     -------
@@ -220,6 +232,9 @@ def gaussian_kernel(x: Any, y: Any, *, ρ: Any = None, dims: int = 0, rho: Any =
     """
     xp = array_namespace(x, y, names=("x", "y"))
     ρ = _resolve_positive(ρ, rho, "ρ", "rho", 1.0)
+    power = _as_real(dim_exponent, "dim_exponent")
+    if power < 0:
+        raise ValueError(f"dim_exponent: expected a number >= 0, got {dim_exponent!r}")
     axis = _point_axis(dims)
     _check_points(xp, x, "x", axis)
     _check_points(xp, y, "y", axis)
@@ -238,7 +253,8 @@ def gaussian_kernel(x: Any, y: Any, *, ρ: Any = None, dims: int = 0, rho: Any =
     sy = xp.sum(y * y, axis=1)
     d2 = (sx[:, None] + sy[None, :]) - 2 * (x @ y.T)
     d2 = xp.clip(d2, min=0)
-    return xp.exp(-d2 / rho2 / n_coords)
+    scale = n_coords if power == 1 else n_coords ** power
+    return xp.exp(-d2 / rho2 / scale)
 
 
 @keywords_checked
@@ -425,7 +441,8 @@ def loss(mmdvae: MMDVAE, x_in: Any, x_out: Any = None, *, σ: float | None = Non
     n_latent_samples:
         Number ``M`` of prior draws for the MMD (default 50).
     kernel, kernel_kwargs:
-        As in :func:`mmd_div` (default :func:`gaussian_kernel`; e.g. ``{"ρ": 2.0}``).
+        As in :func:`mmd_div` (default :func:`gaussian_kernel`; e.g. ``{"ρ": 2.0}``, or
+        ``{"dim_exponent": 2}`` for the InfoMax-VAE authors' ``exp(-‖z − p‖² / L²)``).
     reconstruction_loglikelihood:
         ``f(x, z, decoder, decoder_output, **kw) -> (B,)``; default
         :func:`~autoencoder_toolkit.decoders.decoder_loglikelihood`.

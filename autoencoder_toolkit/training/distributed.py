@@ -217,6 +217,11 @@ class DistributedRNG:
         perms = [torch.randperm(n, generator=self.generator) for _ in range(self.context.world_size)]
         return perms[self.context.rank]
 
+    @property
+    def detaches_shuffled_codes(self) -> bool:
+        """Whether :meth:`shuffle_rows` returns codes gathered from every process (they carry no gradient)."""
+        return self.global_shuffle and self.context.world_size > 1
+
     def shuffle_rows(self, z: torch.Tensor) -> torch.Tensor:  # noqa: D102
         ctx = self.context
         if not self.global_shuffle or ctx.world_size == 1:
