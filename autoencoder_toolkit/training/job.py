@@ -238,7 +238,7 @@ def _divergence_hint(data: RunData, settings: Mapping[str, Any], run: RunDirecto
 def train_run(given: Mapping[str, Any], *, resume: str | None = None, nproc: int | None = None,
               dist_timeout: float = 600.0, progress: bool = True,
               say: Callable[[str], None] = lambda text: None, tensorboard: str | None = None,
-              checkpoint_every: str | int | float = "auto") -> TrainResult:
+              checkpoint_every: str | int | float = "auto", fused_adam: bool | None = None) -> TrainResult:
     """Train (or resume) a run as ``autoencoder-toolkit train`` does; see the module documentation.
 
     ``given`` holds the settings the user gave (keys of :data:`TRAIN_DEFAULTS`, and
@@ -250,6 +250,7 @@ def train_run(given: Mapping[str, Any], *, resume: str | None = None, nproc: int
     ``tensorboard`` (a folder) also logs the training there (the main process only);
     ``checkpoint_every`` sets the checkpoint cadence (:class:`~autoencoder_toolkit.training.saving.CheckpointCadence`:
     ``"auto"``, epochs or seconds); a stop on purpose also writes the last completed epoch.
+    ``fused_adam`` chooses torch's fused Adam (default: wherever it runs) for a new run.
 
     Raises
     ------
@@ -286,7 +287,7 @@ def train_run(given: Mapping[str, Any], *, resume: str | None = None, nproc: int
     try:
         return _train(run, config, settings, changed, given, world, device, held, dist_timeout, progress, say,
                       tensorboard, parse_cadence(checkpoint_every) if isinstance(checkpoint_every, str)
-                      else checkpoint_every)
+                      else checkpoint_every, fused_adam)
     finally:
         for r in held:
             r.unlock()
@@ -295,7 +296,7 @@ def train_run(given: Mapping[str, Any], *, resume: str | None = None, nproc: int
 def _train(run: RunDirectory | None, config: dict[str, Any] | None, settings: dict[str, Any],
            changed: dict[str, Any], given: Mapping[str, Any], world: int, device: torch.device,
            held: list[RunDirectory], dist_timeout: float, progress: bool, say: Callable[[str], None],
-           tensorboard: str | None, checkpoint_every: str | int | float) -> TrainResult:
+           tensorboard: str | None, checkpoint_every: str | int | float, fused_adam: bool | None) -> TrainResult:
     main = int(os.environ.get("RANK", "0") or 0) == 0
     if run is not None:
         if main:
@@ -339,7 +340,7 @@ def _train(run: RunDirectory | None, config: dict[str, Any] | None, settings: di
                                 f"{tuple(config['data']['sample_shape'])})")
         ckpt = run.load_checkpoint(device="cpu")
         model = ckpt.model.to(device)
-        opt = make_optimizers(model, settings["lr"])
+        opt = make_optimizers(model, settings["lr"], fused=fused_adam)
         ckpt.restore_optimizers(optimizer_dict(opt))
         if "lr" in changed:
             set_learning_rate(opt, settings["lr"])
@@ -365,7 +366,7 @@ def _train(run: RunDirectory | None, config: dict[str, Any] | None, settings: di
         torch.manual_seed(settings["seed"])
         model = mlp_model(settings["model"], data.train.sample_shape, settings["latent_dim"], settings["hidden"],
                           settings["decoder"], settings["critic_hidden"]).to(device)
-        opt = make_optimizers(model, settings["lr"])
+        opt = make_optimizers(model, settings["lr"], fused=fused_adam)
         state = TrainingState.fresh(settings["seed"])
         config = {
             "format": RUN_FORMAT,
