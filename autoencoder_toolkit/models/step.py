@@ -8,6 +8,14 @@ one device synchronisation (:func:`read_step`), then steps its optimizers throug
 the result: an update that overflows (a parameter or a state tensor such as Adam's
 second moment becomes NaN or infinite) is undone.
 
+:class:`Update`'s snapshot and check are skipped where they cannot matter: in the last
+stage of a step (nothing can fail after it) when every optimizer is an Adam or AdamW whose
+update is *provably* finite, from the gradients' norm, its hyperparameters and bounds on
+the magnitudes it holds (:class:`_UpdateBound`: set exactly by a checked step, carried
+forward step by step, void when anything else writes to the optimizer's tensors). Training
+with Adam thus pays for a snapshot only on its first step, after a ``load_state_dict``, or
+when a bound grows large; the guarantee below is the same.
+
 :func:`run_step` runs the stages in order. If anything fails, a non-finite loss,
 gradient or update, or an exception raised by a user's loss function after an earlier
 stage updated its optimizer, every update of the step is rolled back and the error
@@ -90,8 +98,9 @@ def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
     return not ts or math.isfinite(float(_norms(ts))) or _exactly_finite(ts)
 
 
-def read_step(values: Sequence[torch.Tensor], params: Sequence[torch.Tensor]) -> tuple[list[float], bool]:
-    """The loss ``values`` as floats and whether every gradient of ``params`` is finite.
+def read_step(values: Sequence[torch.Tensor], params: Sequence[torch.Tensor]) -> tuple[list[float], bool, float]:
+    """The loss ``values`` as floats, whether every gradient of ``params`` is finite, and the
+    gradients' Euclidean norm (``inf`` when one is not finite).
 
     One device synchronisation for all of it (on a GPU each read of a value waits for the
     device); one fused reduction over all gradients.
@@ -100,7 +109,9 @@ def read_step(values: Sequence[torch.Tensor], params: Sequence[torch.Tensor]) ->
     device = values[0].device
     norm = _norms(grads).to(device) if grads else torch.zeros((), dtype=torch.float64, device=device)
     out = torch.stack([v.detach().reshape(()).to(torch.float64) for v in values] + [norm]).tolist()
-    return out[:-1], math.isfinite(out[-1]) or _exactly_finite(grads)
+    if math.isfinite(out[-1]):
+        return out[:-1], True, out[-1]
+    return out[:-1], _exactly_finite(grads), math.inf
 
 
 def _state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -165,6 +176,122 @@ def _groups(tensors: Sequence[torch.Tensor]) -> list[list[int]]:
     return list(out.values())
 
 
+#: Optimizers whose update is bounded by their hyperparameters and the gradients (:class:`_UpdateBound`).
+_BOUNDED = (torch.optim.Adam, torch.optim.AdamW)
+#: Bounds beyond this send a step through the checked path (float32's largest value is 3.4e38).
+_LIMIT = 1e30
+#: Hyperparameter ranges within which the bound is used: ``0 < lr <= 1``, ``eps >= 1e-12``, ``0 <= weight_decay <= 1``.
+_MIN_EPS = 1e-12
+
+
+def _moment_tensors(optimizer: torch.optim.Optimizer) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Adam's first moments and its second moments (``max_exp_avg_sq`` too, with AMSGrad)."""
+    first, second = [], []
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if key == "exp_avg":
+                first.append(value)
+            elif key in ("exp_avg_sq", "max_exp_avg_sq"):
+                second.append(value)
+    return first, second
+
+
+def _largest(ts: Sequence[torch.Tensor]) -> float:
+    """The largest absolute value in ``ts`` (0 for none), ``inf`` if one is not finite."""
+    ts = [t for t in ts if t.numel()]
+    if not ts:
+        return 0.0
+    with torch.no_grad():
+        norms = [n.to(torch.float64).cpu() for n in torch._foreach_norm(ts, math.inf)]
+    value = float(torch.stack(norms).max())
+    return value if math.isfinite(value) else math.inf
+
+
+def _signature(optimizer: torch.optim.Optimizer) -> tuple:
+    """Which tensors the optimizer holds and their in-place versions: it changes when anything but
+    the optimizer's own step writes to its parameters or state (a ``load_state_dict``, an edit)."""
+    ts = [p for g in optimizer.param_groups for p in g["params"]]
+    ts += [v for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+    return tuple((id(t), t._version) for t in ts)
+
+
+@dataclass
+class _UpdateBound:
+    r"""Upper bounds on the magnitudes an Adam or AdamW optimizer holds: its parameters
+    (``params``), first moments (``first``) and second moments (``second``).
+
+    With the gradients' norm ``G`` (a bound on every gradient element), learning rate ``lr``,
+    ``β1``, ``ε`` and weight decay ``λ`` of a parameter group, one step keeps
+
+    * the gradient Adam uses, ``g + λp`` (or ``g`` for decoupled decay), below
+      ``G' = G + λ·params``;
+    * the first moment below ``max(first, G')`` and the second below ``max(second, G'²)``
+      (each is an average of past values);
+    * the parameters below ``params·(1 + lr·λ) + lr·m/((1 − β1)·ε)``, since the bias-corrected
+      step ``lr·m̂/(\sqrt{v̂} + ε)`` is at most ``lr·|m|/((1 − β1^t)·ε)``.
+
+    While every bound stays below :data:`_LIMIT`, far below float32's largest value, the
+    update is finite without being checked, so it needs no snapshot to undo it. The bounds
+    are set exactly by a checked step and carried forward by :meth:`after`; a write to the
+    optimizer's tensors by anything else (``signature``) voids them.
+    """
+
+    params: float
+    first: float
+    second: float
+    signature: tuple = ()
+
+    @classmethod
+    def measured(cls, optimizer: torch.optim.Optimizer) -> _UpdateBound | None:
+        """The exact bounds of ``optimizer`` now (``None`` unless an Adam or AdamW within range)."""
+        if not isinstance(optimizer, _BOUNDED):
+            return None
+        first, second = _moment_tensors(optimizer)
+        bound = cls(_largest([p for g in optimizer.param_groups for p in g["params"]]), _largest(first),
+                    _largest(second), _signature(optimizer))
+        return bound if max(bound.params, bound.first, bound.second) <= _LIMIT else None
+
+    def after(self, optimizer: torch.optim.Optimizer, grad_norm: float) -> _UpdateBound | None:
+        """The bounds after one more step with gradients of norm ``grad_norm``, or ``None`` when
+        they would pass :data:`_LIMIT` or a hyperparameter is out of the supported range."""
+        params, first, second = self.params, self.first, self.second
+        for group in optimizer.param_groups:
+            lr, betas, eps, decay = group.get("lr"), group.get("betas"), group.get("eps"), group.get("weight_decay")
+            numbers = (lr, eps, decay, *(betas or ()))
+            if (len(numbers) != 5 or any(type(v) not in (float, int) for v in numbers) or group.get("differentiable")
+                    or not (0 < lr <= 1 and eps >= _MIN_EPS and 0 <= decay <= 1 and 0 <= betas[0] < 1)):
+                return None
+            decoupled = group.get("decoupled_weight_decay", isinstance(optimizer, torch.optim.AdamW))
+            grad = grad_norm + (0.0 if decoupled else decay * self.params)
+            m = max(self.first, grad)
+            first, second = max(first, m), max(second, grad * grad)
+            params = max(params, self.params * (1 + lr * decay) + lr * m / ((1 - betas[0]) * eps))
+        if not max(params, first, second) <= _LIMIT:
+            return None
+        return _UpdateBound(params, first, second)
+
+
+#: The bounds of each Adam or AdamW stepped through :func:`run_step`.
+_BOUNDS: "weakref.WeakKeyDictionary[torch.optim.Optimizer, _UpdateBound]" = weakref.WeakKeyDictionary()
+
+
+def _bounded_updates(optimizers: Sequence[torch.optim.Optimizer], grad_norm: float) -> list[_UpdateBound] | None:
+    """The bounds after this step of every optimizer, or ``None`` unless all of them are known
+    to stay finite (then the step must be checked and be undoable)."""
+    if not math.isfinite(grad_norm):
+        return None
+    out = []
+    for opt in optimizers:
+        bound = _BOUNDS.get(opt)
+        if bound is None or bound.signature != _signature(opt):
+            return None
+        after = bound.after(opt, grad_norm)
+        if after is None:
+            return None
+        out.append(after)
+    return out
+
+
 class Update:
     """Optimizer steps that take effect together or not at all.
 
@@ -176,6 +303,7 @@ class Update:
 
     def __init__(self) -> None:
         self._snapshots: list[_Snapshot] = []
+        self._stepped: list[torch.optim.Optimizer] = []
 
     def step(self, optimizer: torch.optim.Optimizer, name: str) -> None:
         """Step ``optimizer`` after a snapshot; roll back everything and raise if the result is not finite."""
@@ -189,11 +317,25 @@ class Update:
                 f"the update of {name} is not finite (the optimizer's step overflowed); no parameter or "
                 f"optimizer state was changed. {_ADVICE}"
             )
+        self._stepped.append(optimizer)
+
+    def commit(self) -> None:
+        """The step is complete: record the exact bounds of the optimizers stepped (see :class:`_UpdateBound`)."""
+        for optimizer in self._stepped:
+            bound = _UpdateBound.measured(optimizer)
+            if bound is None:
+                _BOUNDS.pop(optimizer, None)
+            else:
+                _BOUNDS[optimizer] = bound
+        self._stepped.clear()
 
     def rollback(self) -> None:
         """Restore every optimizer stepped in this update, most recent first."""
         while self._snapshots:
             self._snapshots.pop().restore()
+        for optimizer in self._stepped:
+            _BOUNDS.pop(optimizer, None)
+        self._stepped.clear()
 
 
 @dataclass
@@ -246,8 +388,8 @@ def _not_finite(stage: Stage, values: Sequence[torch.Tensor]) -> FloatingPointEr
 
 
 def _zero(stage: Stage) -> None:
-    for opt, _ in stage.optimizers:
-        opt.zero_grad(set_to_none=True)
+    for p in stage.params:
+        p.grad = None
 
 
 def run_step(stages: Sequence[Stage], model: nn.Module | None = None) -> list[float]:
@@ -269,7 +411,7 @@ def run_step(stages: Sequence[Stage], model: nn.Module | None = None) -> list[fl
                 raise _not_finite(stage, values)
             _zero(stage)
             target.backward(inputs=stage.params)
-            numbers, grads_ok = read_step(values, stage.params)  # the stage's one device sync
+            numbers, grads_ok, grad_norm = read_step(values, stage.params)  # the stage's one device sync
             if not all(math.isfinite(v) for v in numbers):
                 _zero(stage)
                 raise _not_finite(stage, values)
@@ -277,10 +419,19 @@ def run_step(stages: Sequence[Stage], model: nn.Module | None = None) -> list[fl
                 _zero(stage)
                 raise FloatingPointError(f"the gradient of {' or '.join(stage.names)} is not finite; no parameter "
                                          f"or optimizer state was changed. {_ADVICE}")
-            for opt, name in stage.optimizers:
-                update.step(opt, name)
+            bounds = (_bounded_updates([opt for opt, _ in stage.optimizers], grad_norm)
+                      if stage is stages[-1] else None)
+            if bounds is None:
+                for opt, name in stage.optimizers:
+                    update.step(opt, name)
+            else:  # the last stage, and every update provably finite: nothing left to undo
+                for (opt, _), bound in zip(stage.optimizers, bounds):
+                    opt.step()
+                    bound.signature = _signature(opt)
+                    _BOUNDS[opt] = bound
             _zero(stage)
             results.extend(numbers)
+        update.commit()
     except BaseException:
         update.rollback()
         with torch.no_grad():
