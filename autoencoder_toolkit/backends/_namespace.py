@@ -20,6 +20,10 @@ def array_kind(a: Any) -> str:
     return type(a).__name__
 
 
+#: The namespace of each array type met so far (the lookup runs on every loss evaluation).
+_BY_TYPE: dict[type, Any] = {}
+
+
 def array_namespace(*arrays: Any, names: tuple[str, ...] | None = None) -> Any:
     """The array-API namespace shared by ``arrays`` (Python scalars and ``None`` ignored).
 
@@ -33,8 +37,14 @@ def array_namespace(*arrays: Any, names: tuple[str, ...] | None = None) -> Any:
     present = [(i, a) for i, a in enumerate(arrays) if a is not None and not isinstance(a, (int, float))]
     if not present:
         raise TypeError("expected at least one array argument")
+    kind = type(present[0][1])
+    if kind in _BY_TYPE and all(type(a) is kind for _, a in present):
+        return _BY_TYPE[kind]
     try:
-        return array_api_compat.array_namespace(*(a for _, a in present))
+        namespace = array_api_compat.array_namespace(*(a for _, a in present))
+        if all(type(a) is kind for _, a in present):
+            _BY_TYPE[kind] = namespace
+        return namespace
     except TypeError:
         labels = names or tuple(f"argument {i}" for i in range(len(arrays)))
         desc = ", ".join(f"{labels[i]} is {array_kind(a)}" for i, a in present)

@@ -20,6 +20,7 @@ encoder/decoder densities.
 from __future__ import annotations
 
 import math
+import weakref
 
 from typing import Any, Callable, Mapping
 
@@ -303,17 +304,32 @@ def report_step(result: float, loss_return: bool, verbose: bool) -> float | None
     return None
 
 
+def _held_signature(opt: torch.optim.Optimizer) -> tuple:
+    """Which parameter lists ``opt`` holds, cheaply: it changes with ``add_param_group`` or a new list."""
+    return tuple((id(g["params"]), len(g["params"])) for g in opt.param_groups)
+
+
+#: Optimizers already checked against a model: ``{optimizer: (weakref to the model, _held_signature)}``.
+_CHECKED: "weakref.WeakKeyDictionary[torch.optim.Optimizer, tuple[Any, tuple]]" = weakref.WeakKeyDictionary()
+
+
 def check_optimizer(opt: Any, model: torch.nn.Module, owner: str, name: str = "opt") -> torch.optim.Optimizer:
     """``opt`` if it is a torch optimizer over ``model``'s parameters; else a clear error.
 
     Every parameter it holds must belong to ``model`` (an optimizer of another model, or of
     the other half of an InfoMax-VAE, would train nothing of this one), and it must hold at
     least one of ``model``'s trainable parameters. A subset is fine (training the decoder
-    alone), and so are frozen parameters it holds.
+    alone), and so are frozen parameters it holds. The check runs once per optimizer and
+    model, and again when the optimizer's parameter groups change (a training loop calls
+    this every step).
     """
     if not isinstance(opt, torch.optim.Optimizer):
         raise TypeError(f"{name}: expected a torch.optim.Optimizer (e.g. setup(torch.optim.Adam, {owner})), "
                         f"got {type(opt).__name__}")
+    held_now = _held_signature(opt)
+    checked = _CHECKED.get(opt)
+    if checked is not None and checked[0]() is model and checked[1] == held_now:
+        return opt
     held = {id(p) for g in opt.param_groups for p in g["params"]}
     own = {id(p) for p in model.parameters()}
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
@@ -323,6 +339,7 @@ def check_optimizer(opt: Any, model: torch.nn.Module, owner: str, name: str = "o
                 f"it holds none of the {len(trainable)} trainable parameters of this {owner}")
         raise ValueError(f"{name}: the optimizer does not belong to this {owner} ({what}); build it with "
                          f"setup(torch.optim.Adam, {owner})")
+    _CHECKED[opt] = (weakref.ref(model), held_now)
     return opt
 
 
