@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +14,11 @@ from . import fuzzing  # noqa: F401  (loads the Hypothesis profile before any te
 # One thread: the test models are small, and on a machine shared with other work several
 # OpenMP threads busy-wait for each other (a tiny step ran 6x slower on two threads there).
 torch.set_num_threads(1)
+
+
+#: torch.compile on the CPU builds C++ code: the compiled-step tests need a compiler (.ci/run installs g++).
+needs_compiler = pytest.mark.skipif(not any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++")
+                                            if c), reason="torch.compile on the CPU needs a C++ compiler (g++)")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -21,6 +21,8 @@ from safetensors.torch import load_file
 from autoencoder_toolkit import cli
 from autoencoder_toolkit.checkpoints import load_model
 
+from .conftest import needs_compiler
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # The settings of the shared run: small and fast (digits, 2 epochs of 22 batches).
 SMALL = ["--hidden", "16", "--latent-dim", "3", "--epochs", "2", "--seed", "5"]
@@ -430,6 +432,24 @@ def test_missing_datasets_and_devices(tmp_path, capsys, monkeypatch) -> None:
     assert rc == 2 and "InfoMax-VAE only" in err
 
 
+@pytest.mark.parametrize("args", [["--compile", "--faithful"], ["--compile", "--model", "vae"],
+                                  ["--compile", "--nproc", "2"]])
+def test_compile_where_it_does_not_apply_is_one_line(args, tmp_path, capsys) -> None:
+    rc, _, err = run_cli(["train", *args, "--epochs", "1", "--out", tmp_path / "run"], capsys)
+    _assert_one_line_error(rc, err, "--compile")
+    assert not (tmp_path / "run").exists()
+
+
+@needs_compiler
+def test_train_compile_runs_the_compiled_fused_step(tmp_path, capsys) -> None:
+    rc, out, err = run_cli(["train", *SMALL, "--epochs", "1", "--compile", "--quiet", "--out", tmp_path / "run"],
+                           capsys)
+    assert rc == 0, err
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["settings"]["compile"] is True and config["settings"]["fused"] is True
+    assert json.loads((tmp_path / "run" / "evaluation.json").read_text())["elbo"] < 0
+
+
 def test_debug_shows_the_traceback(capsys) -> None:
     rc, _, err = run_cli(["train", "--dataset", "cifar", "--debug"], capsys)
     assert rc == 2 and "Traceback" in err and "unknown data set" in err
@@ -449,7 +469,7 @@ def test_module_entry_point_and_help() -> None:
     assert result.returncode == 0
     for flag in ("--epochs", "--batch-size", "--latent-dim", "--hidden", "--lr", "--alpha", "--beta", "--seed",
                  "--device", "--out", "--resume", "--config", "--decoder", "--fused", "--quiet", "--overwrite",
-                 "--scale", "--tensorboard"):
+                 "--scale", "--tensorboard", "--compile", "--faithful", "--checkpoint-every"):
         assert flag in result.stdout
     # one default per flag, stated once (argparse's own "(default: None)" would contradict it)
     assert "(default: None)" not in result.stdout

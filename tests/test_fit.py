@@ -181,3 +181,12 @@ def test_the_progress_bar_is_sparse_when_not_on_a_terminal():
     fit(_model(), X, epochs=3, batch_size=8, progress=True, progress_file=out)
     updates = out.getvalue().count("\r")
     assert 0 < updates <= 4, out.getvalue()  # not one line per batch (96 batches here)
+
+
+def test_fit_compile_needs_the_fused_infomax_step():
+    with pytest.raises(ValueError, match="compile: compile=True compiles the fused InfoMax-VAE step"):
+        fit(_model("vae"), X, epochs=1, compile=True, progress=False)
+    with pytest.raises(ValueError, match="fused=True"):
+        fit(_model(), X, epochs=1, compile=True, progress=False)
+    with pytest.raises(TypeError, match="compile: expected True or False"):
+        fit(_model(), X, epochs=1, fused=True, compile=1, progress=False)

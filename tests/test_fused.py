@@ -16,6 +16,8 @@ from autoencoder_toolkit.fused import fused_losses
 from autoencoder_toolkit.infomaxvaes import InfoMaxVAE, MutualInfoChain, infomaxloss, miloss, train_
 from autoencoder_toolkit.layers import Dense
 
+from .conftest import needs_compiler
+
 
 def gen(seed):
     return torch.Generator().manual_seed(seed)
@@ -168,3 +170,70 @@ def test_fused_gradients_with_shuffled_gradient_equal_infomaxloss_with_it(plain,
     _, _, default = _reference_grads(model, x, None, {"α": 3.0}, {}, seed=4)
     n_enc = len(list(model.vae.encoder.parameters()))
     assert any(not torch.allclose(a, b, rtol=1e-3, atol=1e-6) for a, b in zip(got[:n_enc], default[:n_enc]))
+
+
+# ----------------------------------------------------------------------------------
+# The stacked critic evaluation
+# ----------------------------------------------------------------------------------
+
+def test_stacked_codes_give_the_critic_values_of_separate_calls(x):
+    """The fused step evaluates the critic's latent half on both code sets in one product;
+    the values are those of two separate critic calls, ``mi(x, z)`` and ``mi(x, z[perm])``."""
+    from autoencoder_toolkit.fused import _critic_pair
+
+    model = make_model()
+    z = torch.randn(64, 3, generator=gen(3))
+    perm = torch.randperm(64, generator=gen(4))
+    g_joint, g_marg = _critic_pair(model.mi, x, z, z[perm])
+    torch.testing.assert_close(g_joint, model.mi(x, z).reshape(-1), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(g_marg, model.mi(x, z[perm]).reshape(-1), rtol=1e-6, atol=1e-6)
+
+
+def test_a_batch_normalising_latent_branch_is_not_stacked(x):
+    """Stacking both code sets would change a batch normalisation's statistics: such a branch
+    runs once per code set, as two critic calls do."""
+    from autoencoder_toolkit.fused import _critic_pair
+
+    mi = MutualInfoChain(Dense(12, 12), nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3)),
+                         nn.Sequential(nn.Linear(15, 8), nn.ReLU(), nn.Linear(8, 1)))
+    z = torch.randn(64, 3, generator=gen(3))
+    shuffled = z[torch.randperm(64, generator=gen(4))] * 3.0 + 1.0  # other batch statistics
+    g_joint, g_marg = _critic_pair(mi, x, z, shuffled)
+    torch.testing.assert_close(g_joint, mi(x, z).reshape(-1), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g_marg, mi(x, shuffled).reshape(-1), rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------
+# compile=True
+# ----------------------------------------------------------------------------------
+
+@needs_compiler
+def test_compiled_step_equals_the_eager_step_with_the_same_draws(x):
+    """``train_(..., fused=True, compile=True)`` takes the eager step's noise and permutation
+    from the same stream (a Julia stream here) and gives its losses, gradients and update
+    within float32 rounding, step after step."""
+    from autoencoder_toolkit.juliarng import Xoshiro, randn
+
+    eager = make_model()
+    compiled = copy.deepcopy(eager)
+    opts = {id(m): setup(torch.optim.Adam, m, lr=1e-3) for m in (eager, compiled)}
+    rng_e, rng_c = Xoshiro(42), Xoshiro(42)
+    for _ in range(3):
+        le = train_(eager, x, opts[id(eager)], fused=True, loss_return=True, rng=rng_e,
+                    infomaxloss_kwargs={"α": 3.0})
+        lc = train_(compiled, x, opts[id(compiled)], fused=True, compile=True, loss_return=True, rng=rng_c,
+                    infomaxloss_kwargs={"α": 3.0})
+        assert lc == pytest.approx(le, rel=1e-5, abs=1e-5)
+    for pe, pc in zip(eager.parameters(), compiled.parameters()):
+        torch.testing.assert_close(pc, pe, rtol=1e-4, atol=1e-5)
+    # both streams consumed the same draws: their next values agree
+    assert randn(rng_e, 4).tolist() == randn(rng_c, 4).tolist()
+
+
+def test_compile_is_refused_where_it_does_not_apply(x):
+    model = make_model()
+    opt = setup(torch.optim.Adam, model)
+    with pytest.raises(ValueError, match="compile: compile=True compiles the fused step"):
+        train_(model, x, opt, compile=True)
+    with pytest.raises(TypeError, match="compile"):
+        train_(model, x, opt, fused=True, compile="yes")

@@ -273,6 +273,9 @@ def _main(argv: list[str]) -> int:
                     print(text, file=sys.stderr)
 
             if args.command == "train" and (args.nproc or 1) > 1 and "WORLD_SIZE" not in os.environ:
+                if args.compile:
+                    raise UsageError(f"{PROG}: error: --compile: the compiled step runs on one process; leave out "
+                                     "--nproc or --compile")
                 return _launch_processes(argv, args.nproc)
             if "WORLD_SIZE" in os.environ:
                 _stop_with_launcher()

@@ -550,7 +550,7 @@ def train_(model: InfoMaxVAE, x: Any, *args: Any,
            miloss_function: Callable = miloss, miloss_kwargs: Mapping[str, Any] | None = None,
            loss_return: bool = False, verbose: bool = False, rng: Any = None,
            fused: bool = False, kernels: str | None = None,
-           shuffled_gradient: bool = False) -> tuple[float, float] | None:
+           shuffled_gradient: bool = False, compile: bool = False) -> tuple[float, float] | None:
     r"""One training step of an InfoMaxVAE, in place.
 
     ``train_(model, x, opt)`` or ``train_(model, x_in, x_out, opt)``, with ``opt`` the
@@ -571,6 +571,14 @@ def train_(model: InfoMaxVAE, x: Any, *args: Any,
 
     ``fused=True`` selects the fast path of :mod:`autoencoder_toolkit.models.fused` (one
     VAE forward pass shared by both steps); see its documentation for how it differs.
+
+    ``compile=True`` (with ``fused=True``) runs the fused step's forward and backward passes
+    compiled by ``torch.compile`` (on CUDA as a CUDA graph); the noise and the permutation
+    are drawn before the compiled part, from the same stream in the same order, so a seed
+    or a Julia stream gives the eager step's draws, and the losses and gradients equal the
+    eager step's within float32 rounding. The first step compiles (tens of seconds; again
+    for a new batch size); see :func:`autoencoder_toolkit.models.fused.compiled_forward`.
+    It does not combine with ``kernels`` or data-parallel training.
 
     ``kernels="cupy"`` runs the per-sample terms as fused CuPy kernels inside autograd
     (model and data on CUDA; see :mod:`autoencoder_toolkit.backends.torch_bridge`).
@@ -608,6 +616,12 @@ def train_(model: InfoMaxVAE, x: Any, *args: Any,
             raise TypeError(f"{name}: expected a function, got {type(fn).__name__}")
     check_rng(rng)
     shuffled_gradient = check_flag(shuffled_gradient, "shuffled_gradient")
+    compile = check_flag(compile, "compile")
+    if compile and not fused:
+        raise ValueError("compile: compile=True compiles the fused step; give fused=True as well")
+    if compile and parallel is not None:
+        raise ValueError("compile: the compiled step does not run under data-parallel training; train without "
+                         "compile=True there")
     if shuffled_gradient and infomaxloss_function is not infomaxloss:
         raise ValueError("shuffled_gradient: train_'s shuffled_gradient=True configures the default infomaxloss; "
                          "a custom infomaxloss_function forms its own shuffled codes (pass such an option in "
@@ -626,6 +640,8 @@ def train_(model: InfoMaxVAE, x: Any, *args: Any,
         vae_kwargs["shuffled_gradient"] = True
     kernels = vae_kwargs.pop("kernels", mi_kwargs.pop("kernels", kernels))
     check_kernels(kernels, x_t)
+    if compile and kernels is not None:
+        raise ValueError(f"kernels: compile=True runs torch's own compiled kernels; got kernels={kernels!r} as well")
     if rng is not None:
         vae_kwargs.setdefault("rng", rng)
         mi_kwargs.setdefault("rng", rng)
@@ -636,7 +652,7 @@ def train_(model: InfoMaxVAE, x: Any, *args: Any,
                              "miloss_function need fused=False")
         _check_default_keywords(vae_kwargs, "infomaxloss", "infomaxloss_kwargs")
         _check_default_keywords(mi_kwargs, "miloss", "miloss_kwargs")
-        stages = [fused_stage(model_, x_t, x_out_t, opt, vae_kwargs, mi_kwargs, parallel, [target])]
+        stages = [fused_stage(model_, x_t, x_out_t, opt, vae_kwargs, mi_kwargs, parallel, [target], compile)]
     else:
         stages = _faithful_stages(model_, x_t, x_out_t, opt, vae_kwargs, mi_kwargs, infomaxloss_function,
                                   miloss_function, parallel, target)

@@ -283,6 +283,12 @@ def train_run(given: Mapping[str, Any], *, resume: str | None = None, nproc: int
         if given.get("fused"):
             raise SettingsError("--fused: the fused step exists for the InfoMax-VAE only (--model infomax)")
         settings["fused"] = False  # the default applies to the InfoMax-VAE
+    if settings.get("compile"):
+        if settings["model"] != "infomax" or not settings["fused"]:
+            raise SettingsError("--compile: it compiles the fused InfoMax-VAE step (--model infomax, without "
+                                "--faithful)")
+        if max(nproc or 1, world) > 1:
+            raise SettingsError("--compile: the compiled step runs on one process; leave out --nproc or --compile")
     held: list[RunDirectory] = []  # the run directory this process locked, if any
     try:
         return _train(run, config, settings, changed, given, world, device, held, dist_timeout, progress, say,
@@ -438,7 +444,8 @@ def _train(run: RunDirectory | None, config: dict[str, Any] | None, settings: di
     start_epoch = state.epoch
     try:
         fit(model, data.train, opt, epochs=target, batch_size=settings["batch_size"], loss_kwargs=kwargs,
-            state=state, held_out=data.test, fused=settings["fused"], on_epoch_end=on_epoch_end,
+            state=state, held_out=data.test, fused=settings["fused"], compile=bool(settings.get("compile")),
+            on_epoch_end=on_epoch_end,
             progress=progress, context=ctx, global_shuffle=bool(settings.get("global_shuffle")), logger=logger)
     except TrainingDiverged as err:
         if ctx.enabled:

@@ -45,11 +45,12 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "scale": "auto",
     "device": "cpu",
     "fused": True,
+    "compile": False,
     "global_shuffle": False,
 }
 
 #: Settings that ``train --resume`` may change; every other one is fixed by the run.
-RESUMABLE = ("epochs", "lr", "alpha", "beta", "device", "fused", "global_shuffle")
+RESUMABLE = ("epochs", "lr", "alpha", "beta", "device", "fused", "compile", "global_shuffle")
 
 #: Settings a run fixes once and for all.
 FIXED_ON_RESUME = ("dataset", "data", "labels", "model", "batch_size", "latent_dim", "hidden", "critic_hidden",
@@ -186,6 +187,7 @@ CHECKERS: dict[str, Callable[[Any], Any]] = {
     "scale": choice("--scale", SCALINGS),
     "device": device_name,
     "fused": boolean("--fused"),
+    "compile": boolean("--compile"),
     "global_shuffle": boolean("--global-shuffle"),
     "out": path_text("--out"),
     "quiet": boolean("--quiet"),
