@@ -191,6 +191,8 @@ VARIANT_NAMES: dict[str, str] = {
     "a": "train_ (faithful two-pass)",
     "b": "train_(fused=True)",
     "c": "authors' pattern (plain PyTorch)",
+    "e": "fused step by hand (plain PyTorch)",
+    "f": "train_(fused=True, compile=True)",
 }
 
 
@@ -318,12 +320,19 @@ _DESCRIPTIONS = {
           "one backward: VAE + critic weights + grad to z"),
     "c": ("1 VAE forward + 2 critic calls; backward 1 (all leaves): VAE + critic weights + grads to z; "
           "backward 2 (critic only): critic weights on both calls again"),
+    "e": "as (b), written by hand in plain PyTorch without the library's checks",
+    "f": "as (b), forward and backward compiled by torch.compile (draws and optimizer steps outside)",
 }
 
 
 def schedule(variant: str, w: Workload, batch: int) -> Schedule:
-    """The counted schedule of ``variant`` (``a``, ``b`` or ``c``) at batch size ``batch``."""
+    """The counted schedule of ``variant`` at batch size ``batch``.
+
+    ``e`` (the fused step by hand) and ``f`` (the compiled fused step) run the products of ``b``.
+    """
     B = batch
+    if variant in ("e", "f"):
+        return Schedule(variant, w, B, _DESCRIPTIONS[variant], schedule("b", w, B).gemms)
     g: list[Gemm] = []
     if variant == "a":
         s1, s2 = "vae step", "mi step"
@@ -346,7 +355,7 @@ def schedule(variant: str, w: Workload, batch: int) -> Schedule:
         g += critic_backward(w, B, weights=True, code_grad=False, step=s2)
         g += critic_backward(w, B, weights=True, code_grad=False, step=s2)
     else:
-        raise ValueError(f"variant: expected 'a', 'b' or 'c', got {variant!r}")
+        raise ValueError(f"variant: expected one of a, b, c, e, f, got {variant!r}")
     return Schedule(variant, w, B, _DESCRIPTIONS[variant], g)
 
 

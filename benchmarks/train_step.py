@@ -42,7 +42,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from . import authors_baseline, flops, matmul
+from . import authors_baseline, flops, handwritten_fused, matmul
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
@@ -234,19 +234,23 @@ def _library_step(variant: str, w: flops.Workload, x: torch.Tensor, device: torc
     train_ = infomaxvaes.train_
     if variant == "a":
         return lambda: train_(model, x, opt, loss_return=True)
+    if variant == "f":
+        return lambda: train_(model, x, opt, loss_return=True, fused=True, compile=True)
     return lambda: train_(model, x, opt, loss_return=True, fused=True)
 
 
 def build_variant(variant: str, w: flops.Workload, x: torch.Tensor, device: torch.device,
                   seed: int = SEED) -> Callable[[], tuple[float, float]]:
     """A closure running one training step of ``variant`` on ``x``."""
-    if variant == "c":
+    if variant in ("c", "e"):
         model = authors_baseline.build_baseline(w.n_input, w.n_latent, w.encoder_hidden, w.decoder_hidden,
                                                 w.critic_hidden, seed=seed, device=device, lr=LR,
                                                 adam_kwargs=ADAM_KWARGS)
         gen = torch.Generator(device=device).manual_seed(seed)
+        if variant == "e":
+            return lambda: handwritten_fused.handwritten_step(model, x, gen)
         return lambda: authors_baseline.baseline_step(model, x, gen)
-    if variant in ("a", "b"):
+    if variant in ("a", "b", "f"):
         return _library_step(variant, w, x, device, seed)
     raise ValueError(f"unknown variant {variant!r}")
 
