@@ -159,3 +159,26 @@ def test_metrics_csv(tmp_path) -> None:
     row = dict(zip(METRICS_COLUMNS, lines[1].split(",")))
     assert row["epoch"] == "1" and float(row["loss"]) == 1.25 and row["critic_loss"] == ""
     assert float(dict(zip(METRICS_COLUMNS, lines[2].split(",")))["mi"]) == 0.5
+
+
+def test_the_epoch_snapshot_refreshed_in_place_restores_the_last_take(digits) -> None:
+    """A snapshot taken before the optimizers hold any state, then after each epoch: later takes
+    reuse the first copies, and a restore puts back exactly the last take."""
+    from autoencoder_toolkit.training.saving import EpochSnapshot
+
+    train, _ = digits
+    model, opt, state = new_run()
+    snap = EpochSnapshot()
+    snap.take(model, opt, state)  # no optimizer state yet
+    fit(model, train, opt, epochs=1, batch_size=64, state=state, loss_kwargs=KW, progress=False)
+    snap.take(model, opt, state)
+    first = dict(snap._model)
+    fit(model, train, opt, epochs=2, batch_size=64, state=state, loss_kwargs=KW, progress=False)
+    snap.take(model, opt, state)
+    assert all(snap._model[k] is first[k] for k in first)  # refreshed in place
+    want = kit.snapshot(model, opt)
+    fit(model, train, opt, epochs=3, batch_size=64, state=state, loss_kwargs=KW, progress=False)
+    assert state.epoch == 3
+    restored = snap.restore(model, opt)
+    assert restored.epoch == 2 and restored.step == 2 * (len(train) // 64)
+    kit.assert_unchanged(model, opt, want, "after EpochSnapshot.restore")

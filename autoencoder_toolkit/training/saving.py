@@ -80,8 +80,41 @@ def _state_copy(state: TrainingState) -> TrainingState:
                          batch_rng=np.random.Generator(bit), history=copy.deepcopy(state.history))
 
 
+def _refresh(saved: Any, live: Any, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> Any:
+    """A copy of ``live`` (nested dicts and lists of tensors and values) that reuses the tensors of
+    ``saved`` where the structure matches; those ``(saved, live)`` tensor pairs are appended to
+    ``pairs`` for the caller to copy, the rest is copied here."""
+    if isinstance(live, torch.Tensor):
+        if (isinstance(saved, torch.Tensor) and saved.shape == live.shape and saved.dtype == live.dtype
+                and saved.device == live.device):
+            pairs.append((saved, live))
+            return saved
+        return live.detach().clone()
+    if isinstance(live, dict):
+        old = saved if isinstance(saved, dict) else {}
+        return {k: _refresh(old.get(k), v, pairs) for k, v in live.items()}
+    if isinstance(live, list):
+        old = saved if isinstance(saved, list) and len(saved) == len(live) else [None] * len(live)
+        return [_refresh(o, v, pairs) for o, v in zip(old, live)]
+    return copy.deepcopy(live)
+
+
+def _copy_pairs(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Copy each live tensor into its saved one: one fused copy per device and dtype."""
+    groups: dict[tuple[torch.device, torch.dtype], list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    for saved, live in pairs:
+        groups.setdefault((saved.device, saved.dtype), []).append((saved, live))
+    with torch.no_grad():
+        for group in groups.values():
+            torch._foreach_copy_([a for a, _ in group], [b.detach() for _, b in group])
+
+
 class EpochSnapshot:
-    """The last completed epoch, in memory: ``take`` after each epoch, ``restore`` to save it later."""
+    """The last completed epoch, in memory: ``take`` after each epoch, ``restore`` to save it later.
+
+    The copies are kept from one ``take`` to the next and refreshed in place (one fused copy
+    per device and dtype), so an epoch's snapshot allocates nothing once the first is taken.
+    """
 
     def __init__(self) -> None:
         self.epoch: int | None = None
@@ -91,8 +124,11 @@ class EpochSnapshot:
 
     def take(self, model: nn.Module, opt: Any, state: TrainingState) -> None:
         """Copy the model's and optimizers' states and the training state."""
-        self._model = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        self._optimizers = {name: copy.deepcopy(o.state_dict()) for name, o in optimizer_dict(opt).items()}
+        pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._model = _refresh(self._model, dict(model.state_dict()), pairs)
+        self._optimizers = _refresh(self._optimizers, {name: o.state_dict() for name, o in optimizer_dict(opt).items()},
+                                    pairs)
+        _copy_pairs(pairs)
         self._state = _state_copy(state)
         self.epoch = state.epoch
 
