@@ -185,6 +185,8 @@ WORKLOADS: dict[str, Workload] = {
     "digits-mlp": Workload("digits-mlp", 64, 8, (128, 128), (128, 128), (128, 128),
                            "scikit-learn digits-sized MLP: D=64 (8×8), hidden [128, 128] relu, latent 8, "
                            "Bernoulli decoder, critic hidden [128, 128]"),
+    "tiny-mlp": Workload("tiny-mlp", 16, 2, (16,), (16,), (16,),
+                         "a tiny MLP (D=16, hidden [16], latent 2, critic hidden [16]): the step's fixed cost"),
 }
 
 VARIANT_NAMES: dict[str, str] = {

@@ -49,7 +49,8 @@ DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
 QUICK_OUT = DEFAULT_OUT / "tmp"
 
 #: (workload, batch sizes): the headline point is mnist-mlp at B=256.
-DEFAULT_POINTS: list[tuple[str, list[int]]] = [("mnist-mlp", [64, 256, 1024, 4096]), ("digits-mlp", [256])]
+DEFAULT_POINTS: list[tuple[str, list[int]]] = [("mnist-mlp", [64, 256, 1024, 4096]), ("digits-mlp", [256]),
+                                               ("tiny-mlp", [64])]
 LR = 1e-3
 #: Keyword arguments of every Adam optimizer in the run (all variants alike); set by --adam.
 ADAM_KWARGS: dict = {"fused": True}
@@ -589,8 +590,9 @@ def build_report(settings: Settings, machine: dict, roofline: dict, points: list
         "Schedules counted:",
         "",
         *(f"- ({v}) {flops.VARIANT_NAMES[v]}: {flops.schedule(v, flops.WORKLOADS['mnist-mlp'], 1).description}"
-          for v in "abc"),
+          for v in settings.variants),
         "",
+        *_targets(points),
     ]
     md = "\n".join(lines)
     data = {"machine": machine, "command": command, "wall_s": wall_s,
@@ -649,12 +651,43 @@ def _parse_points(specs: list[str] | None) -> list[tuple[str, int]]:
     return pts
 
 
+def _targets(points: list[dict]) -> list[str]:
+    """The step targets, each met or not, from the points measured (mnist-mlp)."""
+    def ms(p: dict, v: str) -> float | None:
+        r = p["variants"].get(v)
+        return r["median_ms"] if r and r["status"] == "ok" else None
+
+    rows = []
+    for p in points:
+        if p["workload"] != "mnist-mlp":
+            continue
+        b, e, f = ms(p, "b"), ms(p, "e"), ms(p, "f")
+        if p["batch"] in (64, 256) and b and e:
+            rows.append(f"| library eager fused (b) / hand-written (e), B={p['batch']} | at most 1.10 | "
+                        f"{b / e:.3f} | {'met' if b / e <= 1.10 else 'not met'} |")
+        if p["batch"] == 256 and f:
+            for ref in ("c", "a"):
+                r = ms(p, ref)
+                if r:
+                    rows.append(f"| compiled (f) speed-up over ({ref}), B=256 | at least 2.2 | {r / f:.2f} | "
+                                f"{'met' if r / f >= 2.2 else 'not met'} |")
+        rf = p["variants"].get("f")
+        if p["batch"] >= 1024 and rf and rf["status"] == "ok":
+            share = rf["roofline_own"]
+            rows.append(f"| compiled (f) share of the matmul roofline, B={p['batch']} | at least 70% | "
+                        f"{100 * share:.0f}% | {'met' if share >= 0.70 else 'not met'} |")
+    if not rows:
+        return []
+    return ["## Targets", "", "| target | wanted | measured | |", "|---|---:|---:|---|", *rows, ""]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.train_step", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="few repeats (tests the script); writes under results/tmp")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    p.add_argument("--variants", default="a,b,c", help="comma-separated subset of a,b,c (default a,b,c)")
+    p.add_argument("--variants", default="a,b,c,e,f",
+                   help="comma-separated subset of a,b,c,e,f (default all; f compiles, tens of seconds per point)")
     p.add_argument("--out", default=None, help="output directory (default benchmarks/results)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: usable cores)")
     p.add_argument("--workload", action="append", metavar="NAME:B1,B2",
@@ -674,9 +707,9 @@ def make_settings(a: argparse.Namespace) -> Settings:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available to torch")
     variants = [v.strip() for v in a.variants.split(",") if v.strip()]
-    bad = [v for v in variants if v not in ("a", "b", "c")]
+    bad = [v for v in variants if v not in flops.VARIANT_NAMES]
     if bad or not variants:
-        raise SystemExit(f"--variants: expected a comma-separated subset of a,b,c, got {a.variants!r}")
+        raise SystemExit(f"--variants: expected a comma-separated subset of a,b,c,e,f, got {a.variants!r}")
     quick = a.quick
     out = Path(a.out) if a.out else (QUICK_OUT if quick else DEFAULT_OUT)
     return Settings(
