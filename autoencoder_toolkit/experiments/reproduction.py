@@ -133,7 +133,7 @@ PROTOCOLS: tuple[str, ...] = ("library", "authors")
 AUTHORS_REPOSITORY = "https://github.com/AliLotfi92/InfoMaxVAE"
 AUTHORS_COMMIT = "5be8748e5b1c50918c81f85b40c09f444f4363f2"
 
-#: Hidden sizes of the authors' MNIST MLP encoder (``models/model_vae.py``, ``mlp_mnist``).
+#: Hidden sizes of the authors' MNIST MLP encoder (``MNIST/Save_InfoMaxVAE_Linear.py``, ``VAE1``).
 AUTHORS_MLP_ENCODER: tuple[int, ...] = (1000, 2000, 2000, 1000, 1000, 1000, 1000)
 #: Hidden sizes of the authors' MNIST MLP decoder.
 AUTHORS_MLP_DECODER: tuple[int, ...] = (1000, 2000, 2000, 2000, 2000, 2000, 2000)
@@ -144,7 +144,8 @@ AUTHORS_MMD_MLP: tuple[int, ...] = (1000, 2000, 2000, 1000)
 AUTHORS_MMD_SLOPE: float = 0.2
 #: Hidden sizes of the authors' critic ("discriminator") on ``[flatten(x); z]``.
 AUTHORS_CRITIC: tuple[int, ...] = (1000, 400, 100)
-#: Hidden sizes of the authors' CIFAR classifier on sampled codes (``eval.py``), the library protocol's.
+#: Hidden sizes of the authors' CIFAR classifier on sampled codes (``CIFAR-10/Classifier.py``), the library
+#: protocol's.
 AUTHORS_CLASSIFIER: tuple[int, ...] = (1000, 500, 100)
 #: Hidden sizes of the authors' MNIST classifier on sampled codes (``MNIST/CNNClassifiaction.py``).
 AUTHORS_MNIST_CLASSIFIER: tuple[int, ...] = (10,)
@@ -299,7 +300,7 @@ def settings_for(dataset: str, *, quick: bool = False, protocol: str = "library"
     codes.
 
     ``protocol="authors"``: each model and metric as in the authors' scripts (the table
-    in ``docs/reproduction.md`` cites file and line): the InfoMax-VAE as above but with
+    in ``docs/reproduction.md`` cites the file and lines of each point): the InfoMax-VAE as above but with
     ``shuffled_gradient=True`` and torch's initialisation; the VAE and β-VAE with lr 1e-3
     and N(0, 0.02²) weights on MNIST-5k, latent 20 on Fashion-MNIST; the MMD-VAE with the
     LeakyReLU MLP 784-1000-2000-2000-1000, 6000 updates and λ = 1000 on MNIST-5k, latent 20
