@@ -167,3 +167,38 @@ def test_the_optimizer_share_is_timed_and_reported(tmp_path: Path):
                and f"{adam['parameters']:,}" in line)
     a_ms, b_ms = (summary["variants"][v]["median_ms"] for v in "ab")
     assert f"{a_ms / b_ms:.2f}×" in row
+
+
+def test_the_hand_written_step_computes_the_library_fused_losses():
+    """Variant (e) is the library's fused step by hand: at the same weights, noise and permutation
+    it gives the same two losses and the same gradients."""
+    from benchmarks import handwritten_fused as hw
+    from benchmarks import train_step as ts
+
+    from autoencoder_toolkit.models import fused
+
+    w = flops.WORKLOADS["digits-mlp"]
+    x = ts.make_data(w, 64, torch.device("cpu"))
+    base = ab.build_baseline(w.n_input, w.n_latent, w.encoder_hidden, w.decoder_hidden, w.critic_hidden, seed=3,
+                             alpha=2.0)
+    lib, _ = ts._library_model(w, torch.device("cpu"), 3)
+    # the library model takes the baseline's weights, layer by layer, in the same order
+    with torch.no_grad():
+        src = [*base.vae.trunk, base.vae.mu, base.vae.logsigma, *base.vae.decoder, base.critic.data,
+               base.critic.latent, *base.critic.mlp]
+        dst = [m for m in lib.modules() if isinstance(m, torch.nn.Linear)]
+        assert [tuple(m.weight.shape) for m in src] == [tuple(m.weight.shape) for m in dst]
+        for s, d in zip(src, dst):
+            d.weight.copy_(s.weight)
+            d.bias.copy_(s.bias)
+    noise = torch.randn(64, w.n_latent, generator=torch.Generator().manual_seed(5))
+    perm = torch.randperm(64, generator=torch.Generator().manual_seed(6))
+    surrogate, l_vae, l_mi = hw.handwritten_losses(base, x, noise, perm)
+    settings, _, _ = fused._settings({"α": 2.0}, {})
+    ref = fused._forward(lib, x, x, settings, noise, perm)
+    torch.testing.assert_close(l_vae, ref.vae_loss, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(l_mi, ref.mi_loss, rtol=1e-5, atol=1e-5)
+    got = torch.autograd.grad(surrogate, [m.weight for m in src])
+    want = torch.autograd.grad(ref.surrogate, [m.weight for m in dst])
+    for g, r in zip(got, want):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)

@@ -237,3 +237,70 @@ def test_compile_is_refused_where_it_does_not_apply(x):
         train_(model, x, opt, compile=True)
     with pytest.raises(TypeError, match="compile"):
         train_(model, x, opt, fused=True, compile="yes")
+
+
+# ----------------------------------------------------------------------------------
+# The Bernoulli term from the decoder's pre-activation
+# ----------------------------------------------------------------------------------
+
+def _plan_and_logits(model, z):
+    from autoencoder_toolkit.fused import _bernoulli_from_logits, _decoder_plan
+
+    plan = _decoder_plan(model.vae.decoder)
+    assert plan is not None
+    return plan, _bernoulli_from_logits
+
+
+def test_the_pre_activation_form_agrees_with_the_reference_where_its_epsilon_does_not_matter():
+    """``Σ x·a − log(1 + e^a)`` against the reference's ``Σ x·log(p + ε) + (1 − x)·log(1 − p + ε)``:
+    with every pre-activation in [−4, 4] the two differ by less than ``ε/p`` per pixel."""
+    from autoencoder_toolkit.decoders import decoder_loglikelihood
+
+    model = make_model()
+    z = torch.randn(64, 3, generator=gen(5))
+    x = (torch.rand(64, 12, generator=gen(6)) < 0.5).float()
+    plan, logits = _plan_and_logits(model, z)
+    with torch.no_grad():  # pre-activations spread over [-3.9, 3.9]
+        last = model.vae.decoder.decoder[-1]
+        scale = 3.9 / float(logits(plan, z, x)[0].abs().max())
+        last.weight.mul_(scale)
+        last.bias.mul_(scale)
+    a, ll = logits(plan, z, x)
+    assert float(a.abs().max()) == pytest.approx(3.9)
+    ref = decoder_loglikelihood(x, z, model.vae.decoder, model.vae.decoder(z))
+    torch.testing.assert_close(ll, ref, rtol=2e-5, atol=1e-5)
+
+
+def test_the_pre_activation_form_keeps_the_log_likelihood_where_the_reference_floors_it():
+    """A confidently wrong pixel (x = 1, a = −30): the reference's term is floored at
+    log(ε) ≈ −15.94 (and its gradient vanishes); the pre-activation form gives −30, the
+    Bernoulli log-likelihood itself, with gradient x − p ≈ 1."""
+    from autoencoder_toolkit.decoders import EPS_FLOAT32, bernoulli_loglikelihood
+
+    a = torch.tensor([[-30.0, 0.5]], requires_grad=True)
+    x = torch.tensor([[1.0, 0.0]])
+    reference = bernoulli_loglikelihood(x, torch.sigmoid(a))
+    ours = (x * a - torch.nn.functional.softplus(a)).flatten(1).sum(1)
+    floor = float(torch.log(torch.tensor(EPS_FLOAT32)))
+    second = float(-torch.nn.functional.softplus(torch.tensor(0.5)))
+    assert float(reference) == pytest.approx(floor + second, abs=1e-4)
+    assert float(ours) == pytest.approx(-30.0 + second, abs=1e-4)
+    (g,) = torch.autograd.grad(ours.sum(), a)
+    assert float(g[0, 0]) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_decoders_that_are_not_a_plain_bernoulli_chain_keep_their_own_loglikelihood(x):
+    from autoencoder_toolkit.fused import _decoder_plan
+
+    class Scored(BernoulliDecoder):
+        def loglikelihood(self, x, z, output, **kwargs):
+            return torch.full((x.shape[0],), -7.0) + 0.0 * output.p.sum()
+
+    enc = JointGaussianLogEncoder(12, 3, [16], ["relu"], "identity")
+    dec = Scored(12, 3, [16], ["relu"], "sigmoid")
+    model = InfoMaxVAE(enc * dec, MutualInfoChain(12, 3, [8], ["relu"], "identity"))
+    assert _decoder_plan(dec) is None
+    assert _decoder_plan(make_model().vae.decoder) is not None
+    assert _decoder_plan(BernoulliDecoder(12, 3, [16], ["relu"], "identity")) is None  # no sigmoid to split
+    losses = fused_losses(model, x, None, {"rng": gen(1), "β": 0.0, "α": 0.0}, {})
+    assert float(losses.vae_loss) == pytest.approx(7.0)
