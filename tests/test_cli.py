@@ -147,6 +147,19 @@ def test_evaluate_reproduces_the_training_report(digits_run, capsys) -> None:
     assert "MI estimate (critic, 10 shuffles)" in out and "active units" in out
 
 
+@pytest.mark.parametrize("missing", ["scale", "compile"])
+def test_a_run_recorded_before_a_setting_existed_still_opens_and_resumes(missing, digits_run, tmp_path,
+                                                                         capsys) -> None:
+    run = _copy_run(digits_run, tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    del config["settings"][missing]
+    (run / "config.json").write_text(json.dumps(config))
+    rc, _, err = run_cli(["evaluate", run, "--quiet"], capsys)
+    assert rc == 0, err
+    rc, _, err = run_cli(["train", "--resume", run, "--epochs", "3", "--quiet"], capsys)
+    assert rc == 0, err
+
+
 def test_encode_writes_means_and_spreads(digits_run, tmp_path, capsys) -> None:
     out_file = tmp_path / "codes.npy"
     rc, out, err = run_cli(["encode", digits_run, "digits", "--out", out_file, "--with-sigma",

@@ -211,7 +211,7 @@ def check_settings(settings: Any, where: str) -> dict[str, Any]:
         raise SettingsError(f"{where}: unknown setting {unknown[0]!r}")
     out: dict[str, Any] = {}
     for key, default in TRAIN_DEFAULTS.items():
-        value = settings.get(key, default) if key == "scale" else settings.get(key, _MISSING)
+        value = settings.get(key, default) if key in ADDED_LATER else settings.get(key, _MISSING)
         if value is _MISSING:
             raise SettingsError(f"{where}: setting {key!r} is missing")
         if value is None and key in _OPTIONAL:
@@ -227,3 +227,6 @@ def check_settings(settings: Any, where: str) -> dict[str, Any]:
 
 
 _MISSING = object()
+
+#: Settings added after runs were first recorded: a record without one gets its default.
+ADDED_LATER = ("scale", "compile")
