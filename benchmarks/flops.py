@@ -255,12 +255,13 @@ def critic_backward(w: Workload, rows: int, *, weights: bool, code_grad: bool, s
 
 
 def critic_pair_forward_shared(w: Workload, rows: int, step: str = "") -> list[Gemm]:
-    """Both critic calls with the data-dependent work shared (the fused step's forward)."""
+    """Both critic calls with the data-dependent work shared (the fused step's forward): the
+    data half once, the latent branch and the latent half on both code sets stacked."""
     mlp = w.critic_mlp()
     wx, wz = w.critic_mlp_split()
     out = [Gemm(w.critic_data(), "fwd", rows, step)]
-    out += [Gemm(w.critic_latent(), "fwd", rows, step), Gemm(w.critic_latent(), "fwd", rows, step)]
-    out += [Gemm(wx, "fwd", rows, step), Gemm(wz, "fwd", rows, step), Gemm(wz, "fwd", rows, step)]
+    out += [Gemm(w.critic_latent(), "fwd", 2 * rows, step)]
+    out += [Gemm(wx, "fwd", rows, step), Gemm(wz, "fwd", 2 * rows, step)]
     out += [Gemm(l, "fwd", 2 * rows, step) for l in mlp[1:]]
     return out
 
@@ -272,12 +273,11 @@ def critic_pair_backward_shared(w: Workload, rows: int, step: str = "") -> list[
     out: list[Gemm] = []
     for l in reversed(mlp[1:]):
         out += [Gemm(l, "bwd_in", 2 * rows, step), Gemm(l, "bwd_w", 2 * rows, step)]
-    for _ in range(2):  # W_z on z and on z̃
-        out += [Gemm(wz, "bwd_in", rows, step), Gemm(wz, "bwd_w", rows, step)]
+    out += [Gemm(wz, "bwd_in", 2 * rows, step), Gemm(wz, "bwd_w", 2 * rows, step)]  # W_z on [z; z̃]
     out += [Gemm(wx, "bwd_in", rows, step), Gemm(wx, "bwd_w", rows, step)]
     out += [Gemm(w.critic_data(), "bwd_w", rows, step)]
-    out += [Gemm(w.critic_latent(), "bwd_w", rows, step), Gemm(w.critic_latent(), "bwd_w", rows, step)]
-    out += [Gemm(w.critic_latent(), "bwd_in", rows, step)]   # to z (z̃ is detached)
+    out += [Gemm(w.critic_latent(), "bwd_w", 2 * rows, step)]
+    out += [Gemm(w.critic_latent(), "bwd_in", 2 * rows, step)]   # to [z; z̃] (the z̃ half is discarded)
     return out
 
 
