@@ -40,7 +40,8 @@ from torch import nn
 
 from .checks import check_finite
 
-__all__ = ["all_finite", "read_step", "Update", "Stage", "run_step", "ParallelModel", "unwrap"]
+__all__ = ["all_finite", "read_step", "Update", "Stage", "run_step", "ParallelModel", "unwrap", "copy_tensors_",
+           "optimizer_params"]
 
 _ADVICE = "Lower the learning rate, check the data scale, or resume from the last checkpoint"
 
@@ -114,6 +115,18 @@ def read_step(values: Sequence[torch.Tensor], params: Sequence[torch.Tensor]) ->
     return out[:-1], _exactly_finite(grads), math.inf
 
 
+def optimizer_params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """Every parameter ``optimizer`` holds, in its parameter groups' order."""
+    return [p for group in optimizer.param_groups for p in group["params"]]
+
+
+@torch.no_grad()
+def copy_tensors_(targets: Sequence[torch.Tensor], sources: Sequence[torch.Tensor]) -> None:
+    """``targets[i].copy_(sources[i])`` for every ``i``: one fused copy per device and dtype."""
+    for group in _groups(targets):
+        torch._foreach_copy_([targets[i] for i in group], [sources[i].detach() for i in group])
+
+
 def _state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     return [v for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
 
@@ -127,7 +140,7 @@ class _Snapshot:
 
     def __init__(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
-        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.params = optimizer_params(optimizer)
         state = optimizer.state
         self.keys = [(p, k) for p in self.params if p in state for k in state[p]]
         self.scalars = {(p, k): copy.deepcopy(state[p][k]) for p, k in self.keys
@@ -141,14 +154,10 @@ class _Snapshot:
             cached = [torch.empty_like(t) for t in live]
             _BUFFERS[optimizer] = cached
         self.live, self.saved = live, cached
-        with torch.no_grad():
-            for group in _groups(live):
-                torch._foreach_copy_([cached[i] for i in group], [live[i] for i in group])
+        copy_tensors_(cached, live)
 
     def restore(self) -> None:
-        with torch.no_grad():
-            for group in _groups(self.live):
-                torch._foreach_copy_([self.live[i] for i in group], [self.saved[i] for i in group])
+        copy_tensors_(self.live, self.saved)
         state = self.optimizer.state
         kept = {p for p, _ in self.keys}
         for p in list(state.keys()):
@@ -210,9 +219,7 @@ def _largest(ts: Sequence[torch.Tensor]) -> float:
 def _signature(optimizer: torch.optim.Optimizer) -> tuple:
     """Which tensors the optimizer holds and their in-place versions: it changes when anything but
     the optimizer's own step writes to its parameters or state (a ``load_state_dict``, an edit)."""
-    ts = [p for g in optimizer.param_groups for p in g["params"]]
-    ts += [v for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
-    return tuple((id(t), t._version) for t in ts)
+    return tuple((id(t), t._version) for t in optimizer_params(optimizer) + _state_tensors(optimizer))
 
 
 @dataclass
@@ -247,7 +254,7 @@ class _UpdateBound:
         if not isinstance(optimizer, _BOUNDED):
             return None
         first, second = _moment_tensors(optimizer)
-        bound = cls(_largest([p for g in optimizer.param_groups for p in g["params"]]), _largest(first),
+        bound = cls(_largest(optimizer_params(optimizer)), _largest(first),
                     _largest(second), _signature(optimizer))
         return bound if max(bound.params, bound.first, bound.second) <= _LIMIT else None
 
@@ -367,8 +374,7 @@ class Stage:
 
     def __post_init__(self) -> None:
         if not self.params:
-            self.params = [p for opt, _ in self.optimizers for g in opt.param_groups for p in g["params"]
-                           if p.requires_grad]
+            self.params = [p for opt, _ in self.optimizers for p in optimizer_params(opt) if p.requires_grad]
 
 
 def _not_finite(stage: Stage, values: Sequence[torch.Tensor]) -> FloatingPointError:

@@ -40,7 +40,7 @@ from .decoders import (AbstractGaussianDecoder, AbstractGaussianLinearDecoder, A
                        SimpleGaussianDecoder, SplitGaussianDecoder, SplitGaussianLogDecoder, decoder_loglikelihood)
 from .encoders import (AbstractGaussianEncoder, AbstractGaussianLogEncoder, AbstractVariationalEncoder,
                        JointGaussianLogEncoder, encoder_kl, encoder_logposterior)
-from .step import Stage, run_step, unwrap
+from .step import Stage, optimizer_params, run_step, unwrap
 
 __all__ = ["reparameterize", "VAE", "WithVAE", "loss", "train_", "resolve_weight", "report_step", "check_optimizer",
            "one_loss_step",
@@ -330,7 +330,7 @@ def check_optimizer(opt: Any, model: torch.nn.Module, owner: str, name: str = "o
     checked = _CHECKED.get(opt)
     if checked is not None and checked[0]() is model and checked[1] == held_now:
         return opt
-    held = {id(p) for g in opt.param_groups for p in g["params"]}
+    held = {id(p) for p in optimizer_params(opt)}
     own = {id(p) for p in model.parameters()}
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     foreign = len(held - own)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models.step import copy_tensors_
 from .loop import TrainingState, optimizer_dict
 
 __all__ = ["CheckpointCadence", "EpochSnapshot", "parse_cadence", "AUTO_SHARE"]
@@ -99,16 +100,6 @@ def _refresh(saved: Any, live: Any, pairs: list[tuple[torch.Tensor, torch.Tensor
     return copy.deepcopy(live)
 
 
-def _copy_pairs(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-    """Copy each live tensor into its saved one: one fused copy per device and dtype."""
-    groups: dict[tuple[torch.device, torch.dtype], list[tuple[torch.Tensor, torch.Tensor]]] = {}
-    for saved, live in pairs:
-        groups.setdefault((saved.device, saved.dtype), []).append((saved, live))
-    with torch.no_grad():
-        for group in groups.values():
-            torch._foreach_copy_([a for a, _ in group], [b.detach() for _, b in group])
-
-
 class EpochSnapshot:
     """The last completed epoch, in memory: ``take`` after each epoch, ``restore`` to save it later.
 
@@ -128,7 +119,7 @@ class EpochSnapshot:
         self._model = _refresh(self._model, dict(model.state_dict()), pairs)
         self._optimizers = _refresh(self._optimizers, {name: o.state_dict() for name, o in optimizer_dict(opt).items()},
                                     pairs)
-        _copy_pairs(pairs)
+        copy_tensors_([saved for saved, _ in pairs], [live for _, live in pairs])
         self._state = _state_copy(state)
         self.epoch = state.epoch
 
