@@ -47,6 +47,7 @@ from ..models.decoders import BernoulliDecoder, SimpleGaussianDecoder
 from ..models.encoders import JointGaussianLogEncoder
 from ..models.infomaxvaes import InfoMaxVAE, MutualInfoChain
 from ..models.mmdvaes import MMDVAE
+from ..models.checks import check_flag
 from ..models.step import ParallelModel
 from ..models.vaes import VAE
 from ..models.optim import adjust_, setup
@@ -390,8 +391,7 @@ def fit(model: nn.Module, data: Any, opt: Any = None, *, epochs: int = 10, batch
             raise ValueError(f"batch_size: {batch_size} per process × {world} process(es) is larger than the {n} "
                              f"training samples" + (f"; use a batch size of at most {most}" if most >= 2 else ""))
     has_critic = isinstance(model, InfoMaxVAE)
-    if not isinstance(compile, bool):
-        raise TypeError(f"compile: expected True or False, got {type(compile).__name__}")
+    compile = check_flag(compile, "compile")
     if compile and not (has_critic and fused):
         raise ValueError("compile: compile=True compiles the fused InfoMax-VAE step; it needs an InfoMaxVAE and "
                          "fused=True" + ("" if has_critic else f" (got a {type(model).__name__})"))
