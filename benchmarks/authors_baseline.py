@@ -65,7 +65,7 @@ import torch
 from torch import nn
 
 __all__ = ["BaselineVAE", "BaselineCritic", "BaselineModel", "build_baseline", "baseline_losses",
-           "baseline_step", "EPS"]
+           "baseline_step", "vae_terms", "kl_term", "EPS"]
 
 #: ``eps(Float32)``: the constant added inside the Bernoulli log-likelihood's logs.
 EPS: float = float(torch.finfo(torch.float32).eps)
@@ -99,11 +99,15 @@ class BaselineVAE(nn.Module):
             h = torch.relu(layer(h))
         return self.mu(h), self.logsigma(h)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder's pre-activation ``a`` (``p = sigmoid(a)``)."""
         h = z
         for layer in self.decoder[:-1]:
             h = torch.relu(layer(h))
-        return torch.sigmoid(self.decoder[-1](h))
+        return self.decoder[-1](h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(z))
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, ...]:
         mu, logsigma = self.encode(x)
@@ -159,12 +163,22 @@ def build_baseline(n_input: int, n_latent: int, encoder_hidden: Sequence[int], d
     return BaselineModel(vae, critic, opt_vae, opt_critic, alpha, beta)
 
 
+def vae_terms(vae: BaselineVAE, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(z, mean log p(x|z), mean KL)`` of one VAE forward pass at ``noise`` (the library's Bernoulli and KL terms)."""
+    p, mu, logsigma, z = vae(x, noise)
+    loglik = torch.sum(x * torch.log(p + EPS) + (1.0 - x) * torch.log(1.0 - p + EPS), dim=1).mean()
+    return z, loglik, kl_term(mu, logsigma)
+
+
+def kl_term(mu: torch.Tensor, logsigma: torch.Tensor) -> torch.Tensor:
+    """The mean over the batch of ``KL(N(μ, σ²) || N(0, 1))`` summed over the latent axis."""
+    return 0.5 * torch.sum(torch.exp(2.0 * logsigma) + mu * mu - 1.0 - 2.0 * logsigma, dim=1).mean()
+
+
 def baseline_losses(model: BaselineModel, x: torch.Tensor, noise: torch.Tensor,
                     perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(L_vae, L_mi)`` on one shared forward pass, with the given noise and permutation."""
-    p, mu, logsigma, z = model.vae(x, noise)
-    loglik = torch.sum(x * torch.log(p + EPS) + (1.0 - x) * torch.log(1.0 - p + EPS), dim=1).mean()
-    kl = 0.5 * torch.sum(torch.exp(2.0 * logsigma) + mu * mu - 1.0 - 2.0 * logsigma, dim=1).mean()
+    z, loglik, kl = vae_terms(model.vae, x, noise)
     z_shuffled = z.detach()[perm]
     g_joint = model.critic(x, z)
     g_shuffled = model.critic(x, z_shuffled)

@@ -5,7 +5,7 @@ networks (:mod:`benchmarks.authors_baseline`'s modules, whose shapes are the lib
 written as directly as plain PyTorch allows, without any of the library's checks:
 
 1. ``ε ~ N(0, 1)`` and a permutation ``perm`` of the batch are drawn;
-2. one encoder pass, ``z = μ + ε·exp(logσ)``, one decoder pass;
+2. one encoder pass, ``z = μ + ε·exp(logσ)``, one decoder pass up to its pre-activation;
 3. the critic's first dense layer ``W = [W_x | W_z]`` acting on ``[data(x); latent(z)]``:
    its data half ``W_x·data(x) + b`` is computed once, its latent half by one product on the
    stacked codes ``[z_α; z.detach()[perm]]`` (``z_α`` equals ``z`` and carries ``α`` times
@@ -14,10 +14,11 @@ written as directly as plain PyTorch allows, without any of the library's checks
    gives the VAE ``∇L_vae`` and the critic ``∇L_mi``;
 5. both Adam steps; the two loss values are read in one host synchronisation.
 
-The Bernoulli log-likelihood is the library's (``log(p + ε)`` and ``log(1 − p + ε)``), so the
-two compute the same numbers; only what the library adds around the algorithm (boundary
-checks, the finiteness checks of losses, gradients and updates with their rollback) is
-absent here.
+The Bernoulli log-likelihood is computed from the decoder's pre-activation ``a`` as
+``Σ x·a − log(1 + e^a)``, as the library's fused step does, so the two compute the same
+numbers; only what the library adds around the algorithm (boundary checks, the finiteness
+checks of losses, gradients and updates, the bookkeeping that lets a failed update be
+undone) is absent here.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .authors_baseline import EPS, BaselineModel
+from .authors_baseline import BaselineModel, kl_term
 
 __all__ = ["handwritten_losses", "handwritten_step"]
 
@@ -34,9 +35,11 @@ def handwritten_losses(model: BaselineModel, x: torch.Tensor, noise: torch.Tenso
                        perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(surrogate, L_vae, L_mi)`` of the fused step at the given noise and permutation."""
     vae, critic, alpha, beta = model.vae, model.critic, model.alpha, model.beta
-    p, mu, logsigma, z = vae(x, noise)
-    loglik = torch.sum(x * torch.log(p + EPS) + (1.0 - x) * torch.log(1.0 - p + EPS), dim=1).mean()
-    kl = 0.5 * torch.sum(torch.exp(2.0 * logsigma) + mu * mu - 1.0 - 2.0 * logsigma, dim=1).mean()
+    mu, logsigma = vae.encode(x)
+    z = mu + noise * torch.exp(logsigma)
+    a = vae.logits(z)
+    loglik = torch.sum(x * a - F.softplus(a), dim=1).mean()
+    kl = kl_term(mu, logsigma)
     z_alpha = z if alpha == 1.0 else z + (alpha - 1.0) * (z - z.detach())
     first, n = critic.mlp[0], x.shape[0]
     n_x = x.shape[1]

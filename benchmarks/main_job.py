@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from .train_step import cpu_info
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
@@ -55,16 +56,6 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "run": str(result.run)}))
 """
 
 METRICS = ("elbo", "reconstruction_loglikelihood", "kl", "accuracy")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run_once(name: str, seed: int, epochs: int, out_dir: Path) -> dict[str, Any]:
@@ -115,10 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     wall = {name: statistics.median(r["wall_s"] for r in records if r["configuration"] == name)
             for name in CONFIGURATIONS}
     ratio = wall["current"] / wall["previous"]
+    cpu = cpu_info()
     lines = [
         "# The main job: previous against current defaults",
         "",
-        f"- Machine: {_cpu_model()}, {os.cpu_count()} logical CPUs; one torch thread per run; "
+        f"- Machine: {cpu.get('model')} ({', '.join(cpu.get('simd', []))}), {os.cpu_count()} logical CPUs; "
+        "one torch thread per run; "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')}",
         f"- Command: `python -m benchmarks.main_job{' --quick' if args.quick else ''}`; digits, {epochs} epochs, "
         f"{seeds} seed(s) per configuration, runs alternating; total {time.perf_counter() - started:.0f} s",

@@ -91,7 +91,8 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _cpuinfo() -> dict:
+def cpu_info() -> dict:
+    """The CPU model, its SIMD extensions and the physical cores listed (from /proc/cpuinfo)."""
     info: dict = {}
     try:
         text = Path("/proc/cpuinfo").read_text()
@@ -149,7 +150,7 @@ def machine_info(settings: Settings) -> dict:
     blas = [l.strip() for l in torch.__config__.show().splitlines() if "BLAS_INFO" in l or "LAPACK_INFO" in l]
     info = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "cpu": _cpuinfo(),
+        "cpu": cpu_info(),
         "logical_cpus": os.cpu_count(),
         "usable_cores": usable_cores(),
         "cgroup_cpu_max": _cgroup_cpu_limit(),
